@@ -1,0 +1,1 @@
+"""Everything that talks to devices: readings vocabulary, payload parsers, adapters, simulator."""

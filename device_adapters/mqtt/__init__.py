@@ -1,0 +1,1 @@
+"""MQTT: payload formats (pure) and the aiomqtt source (the only aiomqtt importer)."""

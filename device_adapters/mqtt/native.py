@@ -1,0 +1,218 @@
+"""The native PulseBridge MQTT reading format, version 1 (pure: no I/O).
+
+Topic ``pulsebridge/v1/devices/{device_id}/readings``; the payload is one reading object or a
+JSON array of them::
+
+    {"type": "heart_rate", "value": 72, "unit": "/min", "time": "2026-11-22T10:00:00+01:00"}
+    {"type": "blood_pressure", "components": {"systolic": 120, "diastolic": 80},
+     "unit": "mm[Hg]", "time": "2026-11-22T10:00:00+01:00"}
+
+The device is the one named in the topic (which the broker authenticates); a ``device_id``
+inside the payload is only a claim, checked against the topic. See README "MQTT format".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from device_adapters.errors import DecodeError, IdentityError, ReasonCode, RejectedInput
+from device_adapters.jsonwire import dumps, loads_strict
+from device_adapters.readings import DEVICE_ID_PATTERN, Quantity, Reading
+
+FORMAT_VERSION = "v1"
+TOPIC_PREFIX = "pulsebridge/v1/devices/"
+TOPIC_SUFFIX = "/readings"
+SUBSCRIPTION = "pulsebridge/v1/devices/+/readings"
+
+DEFAULT_MAX_PAYLOAD_BYTES = 65_536
+DEFAULT_MAX_READINGS = 1_000
+
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_COMPONENT = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})?",
+)
+_FIELDS = frozenset({"type", "value", "components", "unit", "time", "device_id"})
+_MAX_UNIT_CHARS = 32
+_MAX_COMPONENTS = 8
+# FHIR decimals are meant to round-trip through IEEE doubles: keep to what survives that.
+_MAX_SIGNIFICANT_DIGITS = 18
+_MAX_MAGNITUDE = Decimal("1e12")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameDecode:
+    """What one frame yielded: good readings, and the items that must go to quarantine."""
+
+    readings: tuple[Reading, ...]
+    rejections: tuple[tuple[int, RejectedInput], ...]
+
+
+def device_from_topic(topic: str) -> str:
+    """The device id a native topic names; the broker's ACL makes it the authenticated one."""
+    if not (topic.startswith(TOPIC_PREFIX) and topic.endswith(TOPIC_SUFFIX)):
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"topic {topic!r} is not {TOPIC_PREFIX}{{device_id}}{TOPIC_SUFFIX}")
+    device_id = topic[len(TOPIC_PREFIX) : -len(TOPIC_SUFFIX)]
+    if not DEVICE_ID_PATTERN.fullmatch(device_id):
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"device id {device_id!r} in topic is not a valid device id")
+    return device_id
+
+
+def topic_for(device_id: str) -> str:
+    """The topic a device publishes its readings to."""
+    return f"{TOPIC_PREFIX}{device_id}{TOPIC_SUFFIX}"
+
+
+def decode_payload(
+    payload: bytes,
+    device_id: str,
+    *,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    max_readings: int = DEFAULT_MAX_READINGS,
+) -> FrameDecode:
+    """Decode one native v1 payload published by ``device_id``.
+
+    A frame-level problem (not JSON, too big, not an object or array) raises
+    :class:`DecodeError`; a problem with one reading of a list rejects that reading only, so
+    its good neighbours are still stored.
+    """
+    if len(payload) > max_payload_bytes:
+        raise DecodeError(ReasonCode.OVERSIZE, f"payload is {len(payload)} bytes, the limit is {max_payload_bytes}")
+    document = loads_strict(payload)
+    if isinstance(document, dict):
+        items: list[Any] = [document]
+    elif isinstance(document, list):
+        items = document
+        if not items:
+            raise DecodeError(ReasonCode.MALFORMED_FRAME, "payload is an empty list")
+        if len(items) > max_readings:
+            raise DecodeError(ReasonCode.OVERSIZE, f"payload has {len(items)} readings, the limit is {max_readings}")
+    else:
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"payload must be a JSON object or array, got {_json_type(document)}")
+
+    readings: list[Reading] = []
+    rejections: list[tuple[int, RejectedInput]] = []
+    for index, item in enumerate(items):
+        try:
+            readings.append(_reading(item, device_id, index))
+        except RejectedInput as exc:
+            rejections.append((index, exc))
+    return FrameDecode(tuple(readings), tuple(rejections))
+
+
+def encode_readings(readings: list[Reading] | tuple[Reading, ...]) -> bytes:
+    """Encode readings as a native v1 payload (a single object when there is one)."""
+    objects = [_reading_object(reading) for reading in readings]
+    return dumps(objects[0] if len(objects) == 1 else objects)
+
+
+def _reading_object(reading: Reading) -> dict[str, object]:
+    obj: dict[str, object] = {"type": reading.kind}
+    if reading.quantity is not None:
+        obj["value"] = reading.quantity.value
+        obj["unit"] = reading.quantity.unit
+    else:
+        obj["components"] = {name: quantity.value for name, quantity in reading.components}
+        obj["unit"] = reading.components[0][1].unit
+    obj["time"] = reading.time.isoformat()
+    return obj
+
+
+def _reading(item: object, device_id: str, index: int) -> Reading:
+    where = f"reading {index}"
+    if not isinstance(item, dict):
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where} must be an object, got {_json_type(item)}")
+    unknown = sorted(set(item) - _FIELDS)
+    if unknown:
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
+    claimed = item.get("device_id")
+    if claimed is not None and claimed != device_id:
+        raise IdentityError(ReasonCode.IDENTITY_MISMATCH, f"{where} claims device_id {claimed!r} but was published by {device_id!r}")
+
+    kind = item.get("type")
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'type' must be a lower-case name such as 'heart_rate'")
+    if "time" not in item:
+        raise DecodeError(ReasonCode.TIMESTAMP_MISSING, f"{where}: 'time' is missing")
+    time = _time(item["time"], where)
+    unit = item.get("unit")
+    if not isinstance(unit, str) or not 0 < len(unit) <= _MAX_UNIT_CHARS:
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'unit' must be a string of 1 to {_MAX_UNIT_CHARS} characters")
+
+    has_value, has_components = "value" in item, "components" in item
+    if has_value == has_components:
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: give exactly one of 'value' or 'components'")
+    if has_value:
+        quantity = Quantity(_number(item["value"], f"{where}: 'value'"), unit)
+        return Reading(device_id=device_id, kind=kind, time=time, quantity=quantity, index=index)
+    return Reading(device_id=device_id, kind=kind, time=time, components=_components(item["components"], unit, where), index=index)
+
+
+def _components(raw: object, unit: str, where: str) -> tuple[tuple[str, Quantity], ...]:
+    if not isinstance(raw, dict) or not 0 < len(raw) <= _MAX_COMPONENTS:
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'components' must be an object of 1 to {_MAX_COMPONENTS} numbers")
+    components: list[tuple[str, Quantity]] = []
+    for name, value in raw.items():
+        if not _COMPONENT.fullmatch(name):
+            raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: component name {name!r} is not a lower-case name")
+        components.append((name, Quantity(_number(value, f"{where}: component {name!r}"), unit)))
+    return tuple(components)
+
+
+def _number(raw: object, what: str) -> Decimal:
+    if not isinstance(raw, Decimal):
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{what} must be a JSON number, got {_json_type(raw)}")
+    digits = len(raw.as_tuple().digits)
+    if abs(raw) >= _MAX_MAGNITUDE or digits > _MAX_SIGNIFICANT_DIGITS:
+        raise DecodeError(
+            ReasonCode.MALFORMED_FRAME,
+            f"{what} {raw} is out of range (|value| < 1e12, at most {_MAX_SIGNIFICANT_DIGITS} significant digits)",
+        )
+    # -0 and 0E+3 are the same reading as 0: one spelling keeps the reading key stable.
+    return raw + 0 if raw.is_zero() else raw
+
+
+def _time(raw: object, where: str) -> datetime:
+    if isinstance(raw, Decimal):
+        try:
+            micros = int((raw * 1_000_000).to_integral_value())
+            return _EPOCH + timedelta(microseconds=micros)
+        except (OverflowError, InvalidOperation) as exc:
+            raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw} is not a usable Unix time") from exc
+    if not isinstance(raw, str):
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' must be an RFC 3339 string or Unix seconds, got {_json_type(raw)}")
+    match = _RFC3339.fullmatch(raw)
+    if match is None:
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw[:40]!r} is not RFC 3339 (YYYY-MM-DDThh:mm:ss[.fff]±hh:mm)")
+    date, clock, fraction, offset = match.groups()
+    if offset is None:
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw!r} has no UTC offset ('Z' or ±hh:mm)")
+    micro = f".{(fraction + '00000')[:6]}" if fraction else ""
+    zone = "+00:00" if offset in {"Z", "z"} else offset
+    try:
+        return datetime.fromisoformat(f"{date}T{clock}{micro}{zone}")
+    except ValueError as exc:
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw!r} is not a valid date and time: {exc}") from exc
+
+
+def _json_type(value: object) -> str:
+    match value:
+        case None:
+            return "null"
+        case bool():
+            return "boolean"
+        case Decimal():
+            return "number"
+        case str():
+            return "string"
+        case list():
+            return "array"
+        case dict():
+            return "object"
+        case _:
+            return type(value).__name__

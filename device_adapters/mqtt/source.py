@@ -1,0 +1,100 @@
+"""The MQTT source: deliveries from a broker, acknowledged only after the store commits.
+
+A fixed client id and a persistent session (MQTT 5 ``clean_start=False`` with a session
+expiry, or MQTT 3.1.1 ``clean_session=False``) make the broker keep every message this
+gateway has not acknowledged and send it again after a crash or a reconnect. With MQTT 5 the
+``receive_maximum`` bounds how many unacknowledged messages the broker sends at once: that is
+the ingest back-pressure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from device_adapters.mqtt.manual_ack import acknowledge, enable_manual_ack
+from device_adapters.readings import Delivery, RawFrame
+from edge_config import MqttSettings
+
+logger = logging.getLogger(__name__)
+
+
+class MqttSource:
+    """Async iterator over :class:`Delivery` values; reconnects until cancelled."""
+
+    def __init__(self, settings: MqttSettings, topic_filter: str) -> None:
+        self._settings = settings
+        self._topic_filter = topic_filter
+        self._subscription = f"$share/{settings.shared_group}/{topic_filter}" if settings.shared_group else topic_filter
+        self._client: aiomqtt.Client | None = None
+        self._generation = 0
+        self.connected = False
+        self.last_error: str | None = None
+
+    def _new_client(self) -> aiomqtt.Client:
+        settings = self._settings
+        password = settings.password.get_secret_value() if settings.password is not None else None
+        common = {
+            "hostname": settings.host,
+            "port": settings.port,
+            "username": settings.username,
+            "password": password,
+            "identifier": settings.client_id,
+            "keepalive": settings.keepalive_seconds,
+        }
+        if settings.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = settings.session_expiry_seconds
+            properties.ReceiveMaximum = settings.receive_maximum
+            client = aiomqtt.Client(
+                **common,  # type: ignore[arg-type] # keyword bundle shared by both protocol versions
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=False,
+                properties=properties,
+            )
+        else:
+            client = aiomqtt.Client(
+                **common,  # type: ignore[arg-type] # keyword bundle shared by both protocol versions
+                protocol=aiomqtt.ProtocolVersion.V311,
+                clean_session=False,
+            )
+        enable_manual_ack(client)
+        return client
+
+    async def __aiter__(self) -> AsyncIterator[Delivery]:
+        backoff = 0.5
+        while True:
+            client = self._new_client()
+            try:
+                async with client:
+                    await client.subscribe(self._subscription, qos=1)
+                    self._generation += 1
+                    self._client, self.connected, self.last_error = client, True, None
+                    logger.info("mqtt connected to %s:%s as %s", self._settings.host, self._settings.port, self._settings.client_id)
+                    backoff = 0.5
+                    generation = self._generation
+                    async for message in client.messages:
+                        frame = RawFrame("mqtt", str(message.topic), bytes(message.payload), datetime.now(UTC))
+                        yield Delivery(frame, functools.partial(self._acknowledge, generation, message.mid, message.qos))
+            except aiomqtt.MqttError as exc:
+                self.last_error = str(exc)
+                logger.warning("mqtt connection lost (%s); reconnecting in %.1f s", exc, backoff)
+            finally:
+                self.connected = False
+                self._client = None
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._settings.reconnect_max_seconds)
+
+    def _acknowledge(self, generation: int, mid: int, qos: int) -> None:
+        # A message from an earlier connection is redelivered by the broker; its message id may
+        # already name a different message on this connection, so it must not be acked here.
+        if generation == self._generation and self._client is not None and self.connected:
+            acknowledge(self._client, mid, qos)
+

@@ -1,0 +1,1 @@
+"""Simulated patients and devices producing plausible vitals (demo and load tests)."""

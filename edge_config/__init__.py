@@ -1,0 +1,23 @@
+"""Typed configuration: the schema, its loader and the bundled defaults."""
+
+from edge_config.settings import (
+    DEFAULT_CONFIG_PATH,
+    ApiSettings,
+    DatabaseSettings,
+    GatewaySettings,
+    HttpSettings,
+    IngestSettings,
+    MqttSettings,
+    load_settings,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "ApiSettings",
+    "DatabaseSettings",
+    "GatewaySettings",
+    "HttpSettings",
+    "IngestSettings",
+    "MqttSettings",
+    "load_settings",
+]

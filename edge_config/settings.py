@@ -1,0 +1,151 @@
+"""Gateway settings: one YAML file plus ``PULSEBRIDGE_*`` environment overrides.
+
+Validated once at start; a mistake fails fast with its location (``mqtt.port``) and where the
+value came from. Nested keys are overridden with ``__``:
+``PULSEBRIDGE_DATABASE__URL=postgresql://gw@db/pulsebridge``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+from device_adapters.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path(__file__).parent / "defaults" / "gateway.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = Field(
+        default="postgresql:///pulsebridge?host=/var/run/postgresql",
+        description="postgresql://… for TimescaleDB, sqlite:///path.db for the embedded store",
+    )
+    pool_min: int = Field(default=1, ge=1, le=100)
+    pool_max: int = Field(default=10, ge=1, le=100)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _known_scheme(self) -> DatabaseSettings:
+        if not self.url.startswith(("postgresql://", "postgres://", "sqlite://")):
+            msg = "url must start with postgresql:// (TimescaleDB) or sqlite:// (embedded store)"
+            raise ValueError(msg)
+        if self.pool_min > self.pool_max:
+            msg = "pool_min must not exceed pool_max"
+            raise ValueError(msg)
+        return self
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str = Field(
+        default="pulsebridge-gateway",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="fixed, so the broker keeps this gateway's session (and its unacknowledged messages)",
+    )
+    protocol: Literal["5", "3.1.1"] = "5"
+    shared_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="subscribe as $share/<group>/… so several gateway processes split the stream",
+    )
+    session_expiry_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=0xFFFFFFFF)
+    receive_maximum: int = Field(
+        default=1000,
+        ge=1,
+        le=65535,
+        description="MQTT 5: most unacknowledged messages the broker may send at once (the ingest back-pressure)",
+    )
+    keepalive_seconds: int = Field(default=30, ge=5, le=3600)
+    reconnect_max_seconds: float = Field(default=30.0, gt=0, le=600)
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_base_url: str | None = Field(default=None, description="base URL clients see, for Bundle links")
+
+
+class IngestSettings(_Section):
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_wait_ms: int = Field(default=50, ge=0, le=10_000)
+    queue_size: int = Field(default=2_000, ge=1, le=100_000)
+    max_payload_bytes: int = Field(default=65_536, ge=256, le=16 * 1024 * 1024)
+    max_readings_per_message: int = Field(default=1_000, ge=1, le=100_000)
+    future_tolerance_seconds: int = Field(default=300, ge=0, le=86_400)
+    retry_max_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
+class ApiSettings(_Section):
+    default_count: int = Field(default=50, ge=1, le=1000)
+    max_count: int = Field(default=1000, ge=1, le=10_000)
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PULSEBRIDGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    database: DatabaseSettings = DatabaseSettings()
+    mqtt: MqttSettings = MqttSettings()
+    http: HttpSettings = HttpSettings()
+    ingest: IngestSettings = IngestSettings()
+    api: ApiSettings = ApiSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def load_settings(path: Path | None = None) -> GatewaySettings:
+    """Read ``path`` (default: the bundled defaults) and the environment; validate once.
+
+    Raises :class:`ConfigError` naming the file and the location of the first mistakes.
+    """
+    config_path = path or DEFAULT_CONFIG_PATH
+    if not config_path.is_file():
+        msg = f"{config_path}: configuration file not found"
+        raise ConfigError(msg)
+    try:
+        with config_path.open(encoding="utf-8") as handle:
+            document = yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        msg = f"{config_path}: not valid YAML: {exc}".replace("\n", " ")
+        raise ConfigError(msg) from exc
+    if document is not None and not isinstance(document, dict):
+        msg = f"{config_path}: the top level must be a mapping of sections (database, mqtt, http, ingest, api)"
+        raise ConfigError(msg)
+
+    class _FromFile(GatewaySettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - no .env files: config is explicit
+            file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=config_path))
+
+    try:
+        loaded = _FromFile()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}" for error in exc.errors()[:5]
+        )
+        msg = f"{config_path} (or PULSEBRIDGE_* environment): {problems}"
+        raise ConfigError(msg) from exc
+    return GatewaySettings.model_validate(loaded.model_dump())

@@ -1,0 +1,1 @@
+"""HTTP API: FHIR R4 under /fhir, health under /healthz."""

@@ -1,0 +1,47 @@
+"""Every error under /fhir is an OperationOutcome with the right status."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from device_adapters.errors import StorageError
+from device_adapters.jsonwire import dumps
+from fhir_mapper.resources import FHIR_JSON, Issue, operation_outcome
+from gateway.api.search import SearchError
+
+logger = logging.getLogger(__name__)
+
+_ISSUE_CODE = {400: "invalid", 404: "not-found", 405: "not-supported", 406: "not-supported", 413: "too-costly", 503: "transient"}
+
+
+def outcome_response(status: int, diagnostics: str, *, code: str | None = None) -> Response:
+    issue = Issue("error", code or _ISSUE_CODE.get(status, "exception"), diagnostics)
+    return Response(dumps(operation_outcome([issue])), status_code=status, media_type=FHIR_JSON)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def search_error(_: Request, exc: Exception) -> Response:
+        return outcome_response(400, str(exc))
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        return outcome_response(400, problems)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type only
+        return outcome_response(exc.status_code, str(exc.detail))
+
+    async def storage_error(_: Request, exc: Exception) -> Response:
+        logger.warning("request failed: %s", exc)
+        return outcome_response(503, "the observation store is unavailable; try again shortly")
+
+    app.add_exception_handler(SearchError, search_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(StorageError, storage_error)

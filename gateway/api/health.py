@@ -1,0 +1,34 @@
+"""``/healthz``: the database, the broker connection and the ingest counters."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from device_adapters.errors import StorageError
+from device_adapters.jsonwire import dumps
+from gateway.api.fhir import RuntimeDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz(rt: RuntimeDep) -> Response:
+    try:
+        await rt.store.ping()
+        database: dict[str, object] = {"status": "up"}
+    except StorageError as exc:
+        database = {"status": "down", "error": str(exc)}
+    broker: dict[str, object] = {"status": "up" if rt.source.connected else "down"}
+    if not rt.source.connected and rt.source.last_error:
+        broker["error"] = rt.source.last_error
+    healthy = database["status"] == "up" and broker["status"] == "up"
+    body = {
+        "status": "pass" if healthy else "fail",
+        "database": database,
+        "broker": broker,
+        "ingest": {**dataclasses.asdict(rt.pipeline.stats), "queue_depth": rt.pipeline.queue_depth},
+    }
+    return Response(dumps(body), status_code=200 if healthy else 503, media_type="application/json")

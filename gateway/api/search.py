@@ -1,0 +1,186 @@
+"""FHIR search parameters for Observation -> an ObservationQuery (pure, no I/O)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+
+from device_adapters.errors import PulseBridgeError
+from edge_config import ApiSettings
+from fhir_mapper.catalogue import kinds_for_token
+from fhir_mapper.resources import Issue
+from gateway.storage import ObservationQuery, TimeCondition
+
+_DATE = re.compile(
+    r"(?P<prefix>eq|ne|gt|lt|ge|le|sa|eb|ap)?"
+    r"(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2})"
+    r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?P<fraction>\.\d{1,9})?)?"
+    r"(?P<zone>Z|[+-]\d{2}:\d{2})?)?)?)?",
+)
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_IGNORED = frozenset({"_format", "_pretty"})
+
+
+class SearchError(PulseBridgeError):
+    """A search the server cannot run as asked: HTTP 400 with an OperationOutcome."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedSearch:
+    query: ObservationQuery
+    warnings: tuple[Issue, ...]
+
+
+def parse_observation_search(params: Sequence[tuple[str, str]], settings: ApiSettings, *, strict: bool) -> ParsedSearch:
+    patient: str | None = None
+    kinds: frozenset[str] | None = None
+    conditions: list[TimeCondition] = []
+    count = settings.default_count
+    newest_first = True
+    after: tuple[datetime, uuid.UUID] | None = None
+    warnings: list[Issue] = []
+
+    for name, value in params:
+        match name:
+            case "patient" | "subject":
+                reference = _patient_reference(name, value)
+                if patient is not None and patient != reference:
+                    raise SearchError(f"{name}: one patient per search")
+                patient = reference
+            case "code":
+                matched = frozenset().union(*(_code_kinds(token) for token in value.split(",")))
+                kinds = matched if kinds is None else kinds & matched
+            case "date":
+                conditions.extend(date_conditions(value))
+            case "_count":
+                count = _count(value, settings, warnings)
+            case "_sort":
+                newest_first = _sort(value)
+            case "_cursor":
+                after = decode_cursor(value)
+            case _ if name in _IGNORED:
+                continue
+            case _:
+                message = f"unknown or unsupported search parameter {name!r}"
+                if strict:
+                    raise SearchError(message)
+                warnings.append(Issue("warning", "not-supported", f"{message} was ignored"))
+    query = ObservationQuery(
+        patient_id=patient, kinds=kinds, time=tuple(conditions), count=count, newest_first=newest_first, after=after,
+    )  # fmt: skip
+    return ParsedSearch(query, tuple(warnings))
+
+
+def _patient_reference(name: str, value: str) -> str:
+    reference = value.removeprefix("Patient/")
+    if not _FHIR_ID.fullmatch(reference):
+        raise SearchError(f"{name}: {value!r} is not a Patient id or Patient/id reference")
+    return reference
+
+
+def _code_kinds(token: str) -> frozenset[str]:
+    if "|" in token:
+        system, code = token.split("|", 1)
+        return kinds_for_token(system or None, code)
+    return kinds_for_token(None, token)
+
+
+def _count(value: str, settings: ApiSettings, warnings: list[Issue]) -> int:
+    if not value.isdigit():
+        raise SearchError(f"_count: {value!r} is not a non-negative whole number")
+    count = int(value)
+    if count > settings.max_count:
+        warnings.append(Issue("information", "informational", f"_count {count} reduced to the maximum of {settings.max_count}"))
+        return settings.max_count
+    return count
+
+
+def _sort(value: str) -> bool:
+    match value:
+        case "-date":
+            return True
+        case "date":
+            return False
+        case _:
+            raise SearchError(f"_sort: only 'date' and '-date' are supported, got {value!r}")
+
+
+def date_conditions(value: str) -> list[TimeCondition]:
+    """FHIR date search value -> conditions on the effective instant.
+
+    The value stands for the whole range of its precision (``2026-11`` is the month); an
+    Observation's effective time is an instant, so ``ge`` starts at the range's low end and
+    ``le`` ends at its high end. Times without an offset are read as UTC.
+    """
+    match = _DATE.fullmatch(value)
+    if match is None:
+        raise SearchError(f"date: {value!r} is not [prefix]YYYY[-MM[-DD[Thh:mm[:ss][zone]]]]")
+    prefix = match["prefix"] or "eq"
+    low, high = _range(match)
+    match prefix:
+        case "eq":
+            return [TimeCondition(">=", low), TimeCondition("<", high)]
+        case "ge":
+            return [TimeCondition(">=", low)]
+        case "le":
+            return [TimeCondition("<", high)]
+        case "gt" | "sa":
+            return [TimeCondition(">=", high)]
+        case "lt" | "eb":
+            return [TimeCondition("<", low)]
+        case _:
+            raise SearchError(f"date: the {prefix!r} prefix is not supported (use eq, gt, lt, ge, le, sa, eb)")
+
+
+def _range(match: re.Match[str]) -> tuple[datetime, datetime]:
+    try:
+        year = int(match["year"])
+        if match["month"] is None:
+            return datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+        month = int(match["month"])
+        if match["day"] is None:
+            start = datetime(year, month, 1, tzinfo=UTC)
+            return start, (start + timedelta(days=32)).replace(day=1)
+        day = int(match["day"])
+        if match["hour"] is None:
+            start = datetime(year, month, day, tzinfo=UTC)
+            return start, start + timedelta(days=1)
+        zone = _zone(match["zone"])
+        second = match["second"]
+        fraction = match["fraction"]
+        start = datetime(year, month, day, int(match["hour"]), int(match["minute"]), int(second or 0), tzinfo=zone)
+        if second is None:
+            return start, start + timedelta(minutes=1)
+        if fraction is None:
+            return start, start + timedelta(seconds=1)
+        digits = fraction[1:7]
+        start = start.replace(microsecond=int(digits.ljust(6, "0")))
+        return start, start + timedelta(microseconds=10 ** (6 - len(digits)))
+    except (ValueError, OverflowError) as exc:
+        raise SearchError(f"date: {match.string!r} is not a valid date: {exc}") from exc
+
+
+def _zone(text: str | None) -> timezone:
+    if text is None or text == "Z":
+        return UTC
+    sign = 1 if text[0] == "+" else -1
+    return timezone(sign * timedelta(hours=int(text[1:3]), minutes=int(text[4:6])))
+
+
+def encode_cursor(instant: datetime, reading_key: uuid.UUID) -> str:
+    micros = (instant - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return base64.urlsafe_b64encode(f"{micros}:{reading_key}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        micros, key = text.split(":", 1)
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(micros)), uuid.UUID(key)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as exc:
+        raise SearchError("_cursor: not a cursor this server issued") from exc

@@ -1,0 +1,73 @@
+"""The FastAPI application and its lifespan.
+
+The lifespan owns every resource: the store (asyncpg pool or SQLite connection), the MQTT
+source and the pipeline tasks. Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from device_adapters.mqtt.native import SUBSCRIPTION
+from device_adapters.mqtt.source import MqttSource
+from edge_config import GatewaySettings
+from gateway import __version__
+from gateway.api.errors import install_error_handlers
+from gateway.api.fhir import router as fhir_router
+from gateway.api.health import router as health_router
+from gateway.pipeline import IngestPipeline
+from gateway.runtime import Runtime
+from gateway.storage import open_store
+
+logger = logging.getLogger(__name__)
+
+Extension = Callable[[Runtime], AbstractAsyncContextManager[None]]
+"""Runs inside the lifespan once the runtime is up (the demo seeds and simulates with one)."""
+
+
+async def _feed(source: MqttSource, pipeline: IngestPipeline) -> None:
+    async for delivery in source:
+        await pipeline.submit(delivery)
+
+
+def create_app(settings: GatewaySettings, *, extensions: Sequence[Extension] = (), migrate: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            store = await open_store(settings.database)
+            stack.push_async_callback(store.close)
+            if migrate:
+                await store.migrate()
+            pipeline = IngestPipeline(store, settings.ingest)
+            source = MqttSource(settings.mqtt, SUBSCRIPTION)
+            runtime = Runtime(settings, store, pipeline, source)
+            app.state.runtime = runtime
+            tasks = [
+                asyncio.create_task(pipeline.run(), name="ingest-pipeline"),
+                asyncio.create_task(_feed(source, pipeline), name="mqtt-source"),
+            ]
+            stack.push_async_callback(_cancel, tasks)
+            for extension in extensions:
+                await stack.enter_async_context(extension(runtime))
+            logger.info("PulseBridge %s ready", __version__)
+            yield
+
+    app = FastAPI(title="PulseBridge", version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(fhir_router)
+    app.include_router(health_router)
+    return app
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,180 @@
+"""The ``pulsebridge`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+from device_adapters.errors import PulseBridgeError
+from device_adapters.readings import DEVICE_ID_PATTERN
+from edge_config import GatewaySettings, load_settings
+from gateway import __version__
+from gateway.storage import ObservationStore, open_store
+
+T = TypeVar("T")
+_PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+class UsageError(PulseBridgeError):
+    """A command-line argument is wrong."""
+
+
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML settings file (default: the bundled edge_config/defaults/gateway.yaml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pulsebridge", description="Personal health devices to FHIR: the PulseBridge gateway.")
+    parser.add_argument("--version", action="version", version=f"pulsebridge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway: MQTT ingest, storage and the FHIR API")
+    _config_argument(serve)
+
+    demo = commands.add_parser("demo", help="run everything in one process with an embedded broker, store and simulated devices")
+    demo.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    demo.add_argument("--patients", type=int, default=3, help="simulated patients, 1 to 3 (default 3)")
+    demo.add_argument("--interval", type=float, default=1.0, help="seconds between simulated readings (default 1)")
+    demo.add_argument("--data-dir", type=Path, help="keep the demo store here (default: a temporary folder)")
+
+    check = commands.add_parser("check-config", help="validate the settings and say what is wrong")
+    _config_argument(check)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    _config_argument(migrate)
+
+    patients = commands.add_parser("patients", help="the patient registry").add_subparsers(dest="action", required=True)
+    add_patient = patients.add_parser("add", help="register a patient; prints the patient id")
+    add_patient.add_argument("--id", dest="patient_id", help="FHIR id (default: a new UUID)")
+    add_patient.add_argument("--name", help="display name")
+    add_patient.add_argument("--mrn", help="medical record number")
+    _config_argument(add_patient)
+    _config_argument(patients.add_parser("list", help="list patients"))
+
+    devices = commands.add_parser("devices", help="the device registry").add_subparsers(dest="action", required=True)
+    add_device = devices.add_parser("add", help="register a device by its own id (the MQTT topic's device id)")
+    add_device.add_argument("device_id")
+    add_device.add_argument("--kind", help="what it is: watch, cuff, scale, thermometer, oximeter…")
+    add_device.add_argument("--name", help="display name")
+    _config_argument(add_device)
+    _config_argument(devices.add_parser("list", help="list devices"))
+    assign = devices.add_parser("assign", help="attribute a device's readings to a patient")
+    assign.add_argument("device_id")
+    assign.add_argument("patient_id")
+    assign.add_argument(
+        "--from",
+        dest="valid_from",
+        help="RFC 3339 time the assignment starts (default: the device's first assignment covers all its readings; "
+        "a reassignment starts now)",
+    )
+    _config_argument(assign)
+
+    quarantine = commands.add_parser("quarantine", help="inputs that could not be stored").add_subparsers(dest="action", required=True)
+    list_quarantine = quarantine.add_parser("list", help="the most recent quarantine rows")
+    list_quarantine.add_argument("--limit", type=int, default=20)
+    _config_argument(list_quarantine)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        _dispatch(args)
+    except PulseBridgeError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"pulsebridge: error: {message}", file=sys.stderr)  # noqa: T201
+    sys.exit(2)
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    match args.command:
+        case "serve":
+            _serve(load_settings(args.config))
+        case "demo":
+            from gateway.demo import run_demo  # noqa: PLC0415 - amqtt loads only for the demo
+
+            logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            asyncio.run(run_demo(args.port, args.data_dir, args.patients, args.interval))
+        case "check-config":
+            settings = load_settings(args.config)
+            print(f"configuration OK: database {settings.database.url.split('://')[0]}, broker {settings.mqtt.host}:{settings.mqtt.port}")  # noqa: T201
+        case "migrate":
+            _with_store(load_settings(args.config), lambda store: store.migrate())
+            print("migrations applied")  # noqa: T201
+        case "patients" | "devices" | "quarantine":
+            _registry(args)
+
+
+def _serve(settings: GatewaySettings) -> None:
+    import uvicorn  # noqa: PLC0415 - only serve needs the server
+
+    from gateway.app import create_app  # noqa: PLC0415
+
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_level=settings.log_level.lower(), lifespan="on")
+
+
+def _with_store(settings: GatewaySettings, work: Callable[[ObservationStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = await open_store(settings.database)
+        try:
+            await store.migrate()
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _registry(args: argparse.Namespace) -> None:
+    settings = load_settings(args.config)
+    match (args.command, args.action):
+        case ("patients", "add"):
+            patient_id = args.patient_id or str(uuid.uuid4())
+            if not _PATIENT_ID.fullmatch(patient_id):
+                raise UsageError(f"patient id {patient_id!r}: use 1 to 64 letters, digits, '-' or '.'")
+            _with_store(settings, lambda store: store.add_patient(patient_id, args.name, args.mrn))
+            print(patient_id)  # noqa: T201
+        case ("patients", "list"):
+            for patient in _with_store(settings, lambda store: store.list_patients()):
+                print(f"{patient.id}\t{patient.name or ''}\t{patient.mrn or ''}")  # noqa: T201
+        case ("devices", "add"):
+            if not DEVICE_ID_PATTERN.fullmatch(args.device_id):
+                raise UsageError(f"device id {args.device_id!r}: use 1 to 64 letters, digits, '.', '_', ':' or '-'")
+            device = _with_store(settings, lambda store: store.add_device(args.device_id, args.kind, args.name))
+            print(f"{device.device_id}\tDevice/{device.resource_id}")  # noqa: T201
+        case ("devices", "list"):
+            for device in _with_store(settings, lambda store: store.list_devices()):
+                print(f"{device.device_id}\tDevice/{device.resource_id}\t{device.kind or ''}\t{device.display_name or ''}")  # noqa: T201
+        case ("devices", "assign"):
+            valid_from = _aware_time(args.valid_from) if args.valid_from else None
+            assignment = _with_store(settings, lambda store: store.assign_device(args.device_id, args.patient_id, valid_from))
+            since = assignment.valid_from.isoformat() if assignment.valid_from else "its first reading"
+            print(f"{assignment.device_id} -> Patient/{assignment.patient_id} from {since}")  # noqa: T201
+        case ("quarantine", "list"):
+            for row in _with_store(settings, lambda store: store.list_quarantine(args.limit)):
+                print(f"{row.last_seen.isoformat()}\t{row.reason}\t{row.stage}\t{row.channel}\t×{row.seen_count}\t{row.detail}")  # noqa: T201
+
+
+def _aware_time(text: str) -> datetime:
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise UsageError(f"--from {text!r} is not an RFC 3339 time") from exc
+    if instant.tzinfo is None:
+        raise UsageError(f"--from {text!r} needs a UTC offset (Z or ±hh:mm)")
+    return instant

@@ -1,0 +1,128 @@
+"""``pulsebridge demo``: the whole gateway in one process on a laptop with only Python.
+
+An in-process MQTT broker (amqtt), the embedded SQLite store, a few simulated patients with a
+watch, a blood pressure cuff, a thermometer and a scale each, and the FHIR API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import uvicorn
+from amqtt.broker import Broker
+
+from device_adapters.errors import RegistryError
+from device_adapters.mqtt.publisher import ReadingPublisher
+from device_adapters.simulator.vitals import PROFILES, SimulatedDevice, VitalsSimulator
+from edge_config import DatabaseSettings, GatewaySettings, HttpSettings, IngestSettings, MqttSettings
+from gateway.app import create_app
+from gateway.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+DEMO_PATIENTS = (("demo-ada", "Ada Lovelace"), ("demo-alan", "Alan Turing"), ("demo-grace", "Grace Hopper"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def demo_settings(http_port: int, mqtt_port: int, data_dir: Path) -> GatewaySettings:
+    return GatewaySettings(
+        database=DatabaseSettings(url=f"sqlite:///{data_dir / 'pulsebridge-demo.db'}"),
+        # amqtt speaks MQTT 3.1.1; the persistent session uses clean_session=False there.
+        mqtt=MqttSettings(port=mqtt_port, protocol="3.1.1", client_id="pulsebridge-demo-gateway"),
+        http=HttpSettings(port=http_port),
+        ingest=IngestSettings(batch_wait_ms=20),
+    )
+
+
+def _devices_of(patient_id: str) -> tuple[SimulatedDevice, ...]:
+    return tuple(SimulatedDevice(f"{patient_id}-{profile.name}", profile) for profile in PROFILES)
+
+
+async def _seed(runtime: Runtime, patients: tuple[tuple[str, str], ...]) -> None:
+    for patient_id, name in patients:
+        with contextlib.suppress(RegistryError):  # a reused --data-dir already has them
+            await runtime.store.add_patient(patient_id, name, None)
+        for device in _devices_of(patient_id):
+            with contextlib.suppress(RegistryError):
+                await runtime.store.add_device(device.device_id, device.profile.name, device.profile.display)
+            await runtime.store.assign_device(device.device_id, patient_id, None)
+
+
+async def _simulate(mqtt_port: int, patients: tuple[tuple[str, str], ...], interval: float) -> None:
+    simulators = [VitalsSimulator(seed, _devices_of(patient_id)) for seed, (patient_id, _) in enumerate(patients)]
+    async with ReadingPublisher("127.0.0.1", mqtt_port, client_id="pulsebridge-demo-simulator") as publisher:
+        while True:
+            now = datetime.now(UTC).astimezone()
+            for simulator in simulators:
+                for device_id, readings in simulator.tick(now):
+                    await publisher.publish(device_id, readings)
+            await asyncio.sleep(interval)
+
+
+def _demo_extension(mqtt_port: int, patients: tuple[tuple[str, str], ...], interval: float):  # type: ignore[no-untyped-def] # noqa: ANN202 - returns the Extension callable
+    @asynccontextmanager
+    async def extension(runtime: Runtime) -> AsyncIterator[None]:
+        await _seed(runtime, patients)
+        task = asyncio.create_task(_simulate(mqtt_port, patients, interval), name="demo-simulator")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return extension
+
+
+async def run_demo(http_port: int, data_dir: Path | None, patient_count: int, interval: float) -> None:
+    mqtt_port = free_port()
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{mqtt_port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        },
+    )
+    await broker.start()
+    patients = DEMO_PATIENTS[: max(1, min(patient_count, len(DEMO_PATIENTS)))]
+    with contextlib.ExitStack() as cleanup:
+        if data_dir is None:
+            data_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="pulsebridge-demo-")))
+        settings = demo_settings(http_port, mqtt_port, data_dir)
+        app = create_app(settings, extensions=[_demo_extension(mqtt_port, patients, interval)])
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=http_port, log_level="warning", lifespan="on"))
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.05)
+        if server.started:
+            _announce(http_port, patients, data_dir)
+        try:
+            await serving
+        finally:
+            await broker.shutdown()
+
+
+def _announce(http_port: int, patients: tuple[tuple[str, str], ...], data_dir: Path) -> None:
+    base = f"http://127.0.0.1:{http_port}"
+    lines = [
+        "PulseBridge demo is running (Ctrl-C stops it).",
+        f"  FHIR API:      {base}/fhir/metadata",
+        f"  Observations:  {base}/fhir/Observation?patient={patients[0][0]}",
+        *(f"                 {base}/fhir/Observation?patient={patient_id}  ({name})" for patient_id, name in patients[1:]),
+        f"  Health:        {base}/healthz",
+        f"  Store:         {data_dir / 'pulsebridge-demo.db'}",
+    ]
+    print("\n".join(lines), flush=True)  # noqa: T201 - the demo's output is for the person running it

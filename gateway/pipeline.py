@@ -1,0 +1,196 @@
+"""The ingest pipeline: frames in, observations and quarantine rows committed, sources acked.
+
+One batch = one transaction. A frame is acknowledged to its source only after the transaction
+holding its readings (or its quarantine rows) committed; a store that is down is retried with
+capped back-off while the bounded queue fills and the broker stops sending (back-pressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from device_adapters.errors import IdentityError, ReasonCode, RejectedInput, StorageError
+from device_adapters.mqtt.native import FrameDecode, decode_payload, device_from_topic
+from device_adapters.readings import Delivery, RawFrame
+from edge_config import IngestSettings
+from fhir_mapper.observation import Attribution, MappedObservation, map_reading
+from gateway.storage import DeviceRegistration, ObservationStore, QuarantineEntry, WriteResult
+
+logger = logging.getLogger(__name__)
+
+class FrameDecoder(Protocol):
+    """Turns a frame into readings; raises :class:`RejectedInput` for the whole frame."""
+
+    def device_id(self, frame: RawFrame) -> str:
+        """The device as authenticated by the transport (topic, connection)."""
+
+    def decode(self, frame: RawFrame, device_id: str) -> FrameDecode: ...
+
+
+class NativeFrameDecoder:
+    """The native PulseBridge v1 topic and payload."""
+
+    def __init__(self, settings: IngestSettings) -> None:
+        self._max_payload_bytes = settings.max_payload_bytes
+        self._max_readings = settings.max_readings_per_message
+
+    def device_id(self, frame: RawFrame) -> str:
+        return device_from_topic(frame.channel)
+
+    def decode(self, frame: RawFrame, device_id: str) -> FrameDecode:
+        return decode_payload(frame.payload, device_id, max_payload_bytes=self._max_payload_bytes, max_readings=self._max_readings)
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """Running totals since start (the ledger's gateway side)."""
+
+    frames: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    batches: int = 0
+    store_failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    delivery: Delivery
+    device_id: str | None
+    decoded: FrameDecode | None
+
+
+class IngestPipeline:
+    def __init__(self, store: ObservationStore, settings: IngestSettings, decoder: FrameDecoder | None = None) -> None:
+        self._store = store
+        self._settings = settings
+        self._decoder = decoder or NativeFrameDecoder(settings)
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=settings.queue_size)
+        self._future_tolerance = timedelta(seconds=settings.future_tolerance_seconds)
+        self.stats = IngestStats()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    async def submit(self, delivery: Delivery) -> None:
+        """Queue a delivery; waits while the queue is full (back-pressure to the source)."""
+        await self._queue.put(delivery)
+
+    async def run(self) -> None:
+        """Take batches from the queue and store them, forever."""
+        while True:
+            batch = await self._next_batch()
+            await self.store_until_committed(batch)
+
+    async def _next_batch(self) -> list[Delivery]:
+        batch = [await self._queue.get()]
+        deadline = time.monotonic() + self._settings.batch_wait_ms / 1000
+        while len(batch) < self._settings.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+        return batch
+
+    async def store_until_committed(self, batch: Sequence[Delivery]) -> WriteResult:
+        """Store ``batch`` in one transaction, retrying while the store fails; then ack it."""
+        backoff = 0.1
+        while True:
+            try:
+                result = await self.store_batch(batch)
+            except StorageError as exc:
+                self.stats.store_failures += 1
+                logger.warning("storing a batch of %d frames failed (%s); retrying in %.1f s", len(batch), exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._settings.retry_max_seconds)
+                continue
+            for delivery in batch:
+                delivery.ack()
+            return result
+
+    async def store_batch(self, batch: Sequence[Delivery]) -> WriteResult:
+        """Decode, attribute and map ``batch``, then commit it in one transaction (no ack)."""
+        frames: list[_Frame] = []
+        quarantine: list[QuarantineEntry] = []
+        for delivery in batch:
+            device_id: str | None = None
+            try:
+                device_id = self._decoder.device_id(delivery.frame)
+                decoded = self._decoder.decode(delivery.frame, device_id)
+            except RejectedInput as exc:
+                quarantine.append(_entry(delivery.frame, device_id, exc, None))
+                frames.append(_Frame(delivery, None, None))
+                continue
+            frames.append(_Frame(delivery, device_id, decoded))
+            quarantine.extend(_entry(delivery.frame, device_id, error, index) for index, error in decoded.rejections)
+
+        registrations = await self._store.registrations({f.device_id for f in frames if f.device_id is not None})
+        observations: list[MappedObservation] = []
+        for item in frames:
+            if item.decoded is None or item.device_id is None or not item.decoded.readings:
+                continue
+            registration = registrations.get(item.device_id)
+            if registration is None:
+                error = IdentityError(ReasonCode.UNKNOWN_DEVICE, f"device {item.device_id!r} is not registered")
+                quarantine.append(_entry(item.delivery.frame, item.device_id, error, None))
+                continue
+            observations_for, rejected = self._map_frame(item, registration)
+            observations.extend(observations_for)
+            quarantine.extend(rejected)
+
+        result = await self._store.write_batch(observations, quarantine)
+        self.stats.frames += len(batch)
+        self.stats.batches += 1
+        self.stats.stored += result.inserted
+        self.stats.duplicates += result.duplicates
+        self.stats.quarantined += result.quarantined
+        return result
+
+    def _map_frame(self, item: _Frame, registration: DeviceRegistration) -> tuple[list[MappedObservation], list[QuarantineEntry]]:
+        assert item.decoded is not None and item.device_id is not None  # noqa: S101 - narrowed by the caller
+        frame = item.delivery.frame
+        mapped: list[MappedObservation] = []
+        rejected: list[QuarantineEntry] = []
+        for reading in item.decoded.readings:
+            try:
+                patient_id = registration.patient_at(reading.time)
+                if patient_id is None:
+                    raise IdentityError(  # noqa: TRY301 - one handler turns every rejection into a row
+                        ReasonCode.UNPAIRED_DEVICE,
+                        f"device {item.device_id!r} was not assigned to a patient at {reading.time.isoformat()}",
+                    )
+                attribution = Attribution(patient_id, registration.device.resource_id, item.device_id)
+                mapped.append(
+                    map_reading(reading, attribution, frame.received_at, source=frame.source, future_tolerance=self._future_tolerance),
+                )
+            except RejectedInput as exc:
+                rejected.append(_entry(frame, item.device_id, exc, reading.index))
+        return mapped, rejected
+
+
+def _entry(frame: RawFrame, device_id: str | None, error: RejectedInput, index: int | None) -> QuarantineEntry:
+    return QuarantineEntry(
+        received_at=frame.received_at,
+        source=frame.source,
+        channel=frame.channel,
+        device_id=device_id,
+        stage=error.stage.value,
+        reason=error.reason.value,
+        detail=error.detail,
+        payload=frame.payload,
+        item_index=index,
+    )
+

@@ -1,0 +1,207 @@
+"""The storage port: what the pipeline, the API and the CLI need from a store.
+
+Two adapters implement it (TimescaleDB for production, SQLite for the embedded demo) and pass
+one set of contract tests (``tests/test_store_contract.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from device_adapters.readings import require_aware
+
+if TYPE_CHECKING:
+    from edge_config import DatabaseSettings
+    from fhir_mapper.observation import MappedObservation
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRecord:
+    id: str
+    name: str | None
+    mrn: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    resource_id: uuid.UUID
+    device_id: str
+    kind: str | None
+    display_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentRecord:
+    """Device lent to a patient from ``valid_from`` (None: always) until ``valid_to`` (None: open)."""
+
+    device_id: str
+    patient_id: str
+    valid_from: datetime | None
+    valid_to: datetime | None
+
+    def covers(self, instant: datetime) -> bool:
+        return (self.valid_from is None or self.valid_from <= instant) and (self.valid_to is None or instant < self.valid_to)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRegistration:
+    device: DeviceRecord
+    assignments: tuple[AssignmentRecord, ...]
+
+    def patient_at(self, instant: datetime) -> str | None:
+        """The patient the device was assigned to at the device-reported ``instant``."""
+        return next((a.patient_id for a in self.assignments if a.covers(instant)), None)
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    """An input that could not become a stored reading, kept with its raw payload."""
+
+    received_at: datetime
+    source: str
+    channel: str
+    device_id: str | None
+    stage: str
+    reason: str
+    detail: str
+    payload: bytes
+    item_index: int | None = None
+
+    def __post_init__(self) -> None:
+        require_aware("received_at", self.received_at)
+
+    @property
+    def fingerprint(self) -> bytes:
+        """Same input, same problem: counted on one row when it comes back (redelivery)."""
+        digest = hashlib.sha256()
+        for part in (self.source, self.channel, str(self.item_index), self.reason):
+            digest.update(part.encode())
+            digest.update(b"\x00")
+        digest.update(self.payload)
+        return digest.digest()
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    id: int
+    first_seen: datetime
+    last_seen: datetime
+    seen_count: int
+    source: str
+    channel: str
+    device_id: str | None
+    stage: str
+    reason: str
+    detail: str
+    item_index: int | None
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    inserted: int
+    duplicates: int
+    quarantined: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimeCondition:
+    """``time <op> instant``; a FHIR date search is a conjunction of these."""
+
+    op: Literal[">=", ">", "<", "<="]
+    instant: datetime
+
+    def __post_init__(self) -> None:
+        require_aware("instant", self.instant)
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationQuery:
+    patient_id: str | None = None
+    kinds: frozenset[str] | None = None
+    """None: any kind; an empty set matches nothing (a code no kind carries)."""
+    time: tuple[TimeCondition, ...] = field(default=())
+    count: int = 50
+    newest_first: bool = True
+    after: tuple[datetime, uuid.UUID] | None = None
+    """Keyset cursor: continue after this (time, reading key) in the chosen order."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObservation:
+    reading_key: uuid.UUID
+    time: datetime
+    resource: str
+
+
+class ObservationStore(Protocol):
+    """Registry, observations and quarantine; every write is one transaction."""
+
+    async def migrate(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def add_patient(self, patient_id: str, name: str | None, mrn: str | None) -> PatientRecord: ...
+
+    async def list_patients(self) -> list[PatientRecord]: ...
+
+    async def add_device(self, device_id: str, kind: str | None, display_name: str | None) -> DeviceRecord: ...
+
+    async def list_devices(self) -> list[DeviceRecord]: ...
+
+    async def assign_device(self, device_id: str, patient_id: str, valid_from: datetime | None) -> AssignmentRecord: ...
+
+    async def registrations(self, device_ids: Collection[str]) -> dict[str, DeviceRegistration]: ...
+
+    async def write_batch(
+        self,
+        observations: Sequence[MappedObservation],
+        quarantine: Sequence[QuarantineEntry],
+    ) -> WriteResult: ...
+
+    async def search_observations(self, query: ObservationQuery) -> list[StoredObservation]: ...
+
+    async def get_observation(self, reading_key: uuid.UUID) -> str | None: ...
+
+    async def list_quarantine(self, limit: int) -> list[QuarantineRow]: ...
+
+
+def assignment_start(valid_from: datetime | None, *, has_history: bool) -> datetime | None:
+    """A device's first assignment covers all its readings unless told otherwise; a later one starts now."""
+    if valid_from is not None:
+        return valid_from
+    return datetime.now(UTC) if has_history else None
+
+
+def group_registrations(rows: Sequence[Mapping[str, Any]]) -> dict[str, DeviceRegistration]:
+    """Fold device LEFT JOIN assignment rows into one registration per device."""
+    devices: dict[str, DeviceRecord] = {}
+    assignments: dict[str, list[AssignmentRecord]] = {}
+    for row in rows:
+        device_id = row["device_id"]
+        resource_id = row["resource_id"]
+        if not isinstance(resource_id, uuid.UUID):
+            resource_id = uuid.UUID(resource_id)
+        devices.setdefault(device_id, DeviceRecord(resource_id, device_id, row["kind"], row["display_name"]))
+        bucket = assignments.setdefault(device_id, [])
+        if row["patient_id"] is not None:
+            bucket.append(AssignmentRecord(device_id, row["patient_id"], row["valid_from"], row["valid_to"]))
+    return {device_id: DeviceRegistration(device, tuple(assignments[device_id])) for device_id, device in devices.items()}
+
+
+async def open_store(settings: DatabaseSettings) -> ObservationStore:
+    """Connect the adapter the URL names; the caller owns it and must ``close()`` it."""
+    if settings.url.startswith("sqlite://"):
+        from gateway.storage.sqlite import SqliteStore  # noqa: PLC0415 - adapters load on demand
+
+        return await SqliteStore.open(settings)
+    from gateway.storage.timescale import TimescaleStore  # noqa: PLC0415
+
+    return await TimescaleStore.open(settings)

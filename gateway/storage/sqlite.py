@@ -1,0 +1,319 @@
+"""Embedded SQLite adapter: the demo's store, behind the same port as TimescaleDB.
+
+One connection in WAL mode with ``synchronous=FULL`` (a committed batch survives a crash), used
+from a worker thread one call at a time. Times are UTC microseconds since 1970.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+from device_adapters.errors import NotFoundError, RegistryError, StorageError, StorageUnavailableError
+from gateway.storage.migrations import migrations
+from gateway.storage.port import (
+    AssignmentRecord,
+    DeviceRecord,
+    DeviceRegistration,
+    ObservationQuery,
+    PatientRecord,
+    QuarantineEntry,
+    QuarantineRow,
+    StoredObservation,
+    WriteResult,
+    assignment_start,
+    group_registrations,
+)
+
+if TYPE_CHECKING:
+    from edge_config import DatabaseSettings
+    from fhir_mapper.observation import MappedObservation
+
+T = TypeVar("T")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(instant: datetime) -> int:
+    return (instant - _EPOCH) // _MICROSECOND
+
+
+def _instant(micros: int | None) -> datetime | None:
+    return None if micros is None else _EPOCH + timedelta(microseconds=micros)
+
+
+def _required_instant(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///relative.db`` or ``sqlite:////absolute/path.db`` (as SQLAlchemy spells them)."""
+    return Path(url.removeprefix("sqlite:///"))
+
+
+class SqliteStore:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, settings: DatabaseSettings) -> Self:
+        path = path_from_url(settings.url)
+
+        def connect() -> sqlite3.Connection:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=settings.connect_timeout_seconds)
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            return connection
+
+        try:
+            return cls(await asyncio.to_thread(connect))
+        except sqlite3.Error as exc:
+            msg = f"cannot open the SQLite store at {path}: {exc}"
+            raise StorageUnavailableError(msg) from exc
+
+    async def _run(self, action: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(work, self._connection)
+            except sqlite3.OperationalError as exc:
+                msg = f"SQLite store unavailable while trying to {action}: {exc}"
+                raise StorageUnavailableError(msg) from exc
+            except sqlite3.Error as exc:
+                msg = f"SQLite error while trying to {action}: {exc}"
+                raise StorageError(msg) from exc
+
+    async def _transaction(self, action: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        def run(connection: sqlite3.Connection) -> T:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return result
+
+        return await self._run(action, run)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._connection.close)
+
+    async def ping(self) -> None:
+        await self._run("ping", lambda connection: connection.execute("SELECT 1").fetchone())
+
+    async def migrate(self) -> None:
+        def work(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+            )
+            applied = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
+            for migration in migrations("sqlite"):
+                if migration.version in applied:
+                    continue
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _statements(migration.sql):
+                        connection.execute(statement)
+                    connection.execute(
+                        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                        (migration.version, migration.name, _micros(datetime.now(UTC))),
+                    )
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+                connection.execute("COMMIT")
+
+        await self._run("migrate", work)
+
+    # -- registry -------------------------------------------------------------------------
+
+    async def add_patient(self, patient_id: str, name: str | None, mrn: str | None) -> PatientRecord:
+        def work(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "INSERT INTO patients (id, name, mrn, created_at) VALUES (?, ?, ?, ?)",
+                (patient_id, name, mrn, _micros(datetime.now(UTC))),
+            )
+
+        try:
+            await self._transaction("add a patient", work)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                msg = f"a patient with id {patient_id!r} or MRN {mrn!r} already exists"
+                raise RegistryError(msg) from exc
+            raise
+        return PatientRecord(patient_id, name, mrn)
+
+    async def list_patients(self) -> list[PatientRecord]:
+        rows = await self._run(
+            "list patients", lambda connection: connection.execute("SELECT id, name, mrn FROM patients ORDER BY created_at, id").fetchall(),
+        )
+        return [PatientRecord(row["id"], row["name"], row["mrn"]) for row in rows]
+
+    async def add_device(self, device_id: str, kind: str | None, display_name: str | None) -> DeviceRecord:
+        record = DeviceRecord(uuid.uuid4(), device_id, kind, display_name)
+
+        def work(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "INSERT INTO devices (resource_id, device_id, kind, display_name, created_at) VALUES (?, ?, ?, ?, ?)",
+                (str(record.resource_id), device_id, kind, display_name, _micros(datetime.now(UTC))),
+            )
+
+        try:
+            await self._transaction("add a device", work)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                msg = f"a device with id {device_id!r} already exists"
+                raise RegistryError(msg) from exc
+            raise
+        return record
+
+    async def list_devices(self) -> list[DeviceRecord]:
+        rows = await self._run(
+            "list devices",
+            lambda connection: connection.execute(
+                "SELECT resource_id, device_id, kind, display_name FROM devices ORDER BY created_at, device_id",
+            ).fetchall(),
+        )
+        return [DeviceRecord(uuid.UUID(row["resource_id"]), row["device_id"], row["kind"], row["display_name"]) for row in rows]
+
+    async def assign_device(self, device_id: str, patient_id: str, valid_from: datetime | None) -> AssignmentRecord:
+        def work(connection: sqlite3.Connection) -> AssignmentRecord:
+            device = connection.execute("SELECT resource_id FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+            if device is None:
+                msg = f"no device {device_id!r}: add it first (pulsebridge devices add)"
+                raise NotFoundError(msg)
+            if connection.execute("SELECT 1 FROM patients WHERE id = ?", (patient_id,)).fetchone() is None:
+                msg = f"no patient {patient_id!r}: add it first (pulsebridge patients add)"
+                raise NotFoundError(msg)
+            history = connection.execute(
+                "SELECT id, patient_id, valid_from, valid_to FROM device_assignments WHERE device_resource_id = ?",
+                (device["resource_id"],),
+            ).fetchall()
+            current = next((row for row in history if row["valid_to"] is None), None)
+            if current is not None and current["patient_id"] == patient_id and valid_from is None:
+                return AssignmentRecord(device_id, patient_id, _instant(current["valid_from"]), None)
+            start = assignment_start(valid_from, has_history=bool(history))
+            if current is not None:
+                current_start = _instant(current["valid_from"])
+                if start is None or (current_start is not None and start <= current_start):
+                    msg = f"device {device_id!r} is assigned since {current_start}: the new assignment must start later"
+                    raise RegistryError(msg)
+                connection.execute("UPDATE device_assignments SET valid_to = ? WHERE id = ?", (_micros(start), current["id"]))
+            connection.execute(
+                "INSERT INTO device_assignments (device_resource_id, patient_id, valid_from, created_at) VALUES (?, ?, ?, ?)",
+                (device["resource_id"], patient_id, None if start is None else _micros(start), _micros(datetime.now(UTC))),
+            )
+            return AssignmentRecord(device_id, patient_id, start, None)
+
+        return await self._transaction("assign a device", work)
+
+    async def registrations(self, device_ids: Collection[str]) -> dict[str, DeviceRegistration]:
+        wanted = list(device_ids)
+        if not wanted:
+            return {}
+
+        def work(connection: sqlite3.Connection) -> list[dict[str, Any]]:
+            marks = ", ".join("?" for _ in wanted)
+            rows = connection.execute(
+                "SELECT d.resource_id, d.device_id, d.kind, d.display_name, a.patient_id, a.valid_from, a.valid_to "  # noqa: S608 - placeholders only
+                f"FROM devices d LEFT JOIN device_assignments a ON a.device_resource_id = d.resource_id WHERE d.device_id IN ({marks})",
+                wanted,
+            ).fetchall()
+            return [
+                {**dict(row), "valid_from": _instant(row["valid_from"]), "valid_to": _instant(row["valid_to"])} for row in rows
+            ]
+
+        return group_registrations(await self._run("resolve devices", work))
+
+    # -- observations and quarantine ----------------------------------------------------------
+
+    async def write_batch(self, observations: Sequence[MappedObservation], quarantine: Sequence[QuarantineEntry]) -> WriteResult:
+        def work(connection: sqlite3.Connection) -> int:
+            cursor = connection.executemany(
+                "INSERT OR IGNORE INTO observations (time, reading_key, patient_id, device_resource_id, kind, code, value, unit, "
+                "resource, received_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (_micros(o.time), str(o.reading_key), o.patient_id, str(o.device_resource_id), o.kind, o.code,
+                     None if o.value is None else str(o.value), o.unit, o.resource.decode(), _micros(o.received_at), o.source)
+                    for o in observations
+                ],
+            )  # fmt: skip
+            inserted = cursor.rowcount if observations else 0
+            connection.executemany(
+                "INSERT INTO quarantine (fingerprint, first_seen, last_seen, source, channel, device_id, stage, reason, detail, "
+                "item_index, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE "
+                "SET seen_count = seen_count + 1, last_seen = excluded.last_seen",
+                [
+                    (q.fingerprint, _micros(q.received_at), _micros(q.received_at), q.source, q.channel, q.device_id, q.stage,
+                     q.reason, q.detail, q.item_index, q.payload)
+                    for q in quarantine
+                ],
+            )  # fmt: skip
+            return inserted
+
+        inserted = await self._transaction("store a batch", work)
+        return WriteResult(inserted=inserted, duplicates=len(observations) - inserted, quarantined=len(quarantine))
+
+    async def search_observations(self, query: ObservationQuery) -> list[StoredObservation]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if query.patient_id is not None:
+            clauses.append("patient_id = ?")
+            args.append(query.patient_id)
+        if query.kinds is not None:
+            clauses.append(f"kind IN ({', '.join('?' for _ in query.kinds)})" if query.kinds else "0")
+            args.extend(sorted(query.kinds))
+        for condition in query.time:
+            clauses.append(f"time {condition.op} ?")
+            args.append(_micros(condition.instant))
+        if query.after is not None:
+            clauses.append(f"(time, reading_key) {'<' if query.newest_first else '>'} (?, ?)")
+            args.extend([_micros(query.after[0]), str(query.after[1])])
+        order = "DESC" if query.newest_first else "ASC"
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT reading_key, time, resource FROM observations {where} ORDER BY time {order}, reading_key {order} LIMIT ?"  # noqa: S608
+        args.append(query.count)
+        rows = await self._run("search observations", lambda connection: connection.execute(sql, args).fetchall())
+        return [StoredObservation(uuid.UUID(row["reading_key"]), _required_instant(row["time"]), row["resource"]) for row in rows]
+
+    async def get_observation(self, reading_key: uuid.UUID) -> str | None:
+        row = await self._run(
+            "read an observation",
+            lambda connection: connection.execute(
+                "SELECT resource FROM observations WHERE reading_key = ? LIMIT 1", (str(reading_key),),
+            ).fetchone(),
+        )  # fmt: skip
+        return None if row is None else str(row["resource"])
+
+    async def list_quarantine(self, limit: int) -> list[QuarantineRow]:
+        rows = await self._run(
+            "list quarantine",
+            lambda connection: connection.execute(
+                "SELECT id, first_seen, last_seen, seen_count, source, channel, device_id, stage, reason, detail, item_index, "
+                "payload FROM quarantine ORDER BY last_seen DESC, id DESC LIMIT ?",
+                (limit,),
+            ).fetchall(),
+        )
+        return [
+            QuarantineRow(
+                **{**dict(row), "first_seen": _required_instant(row["first_seen"]), "last_seen": _required_instant(row["last_seen"])},
+            )
+            for row in rows
+        ]
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (ours have no semicolons inside literals)."""
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [statement.strip() for statement in "\n".join(lines).split(";") if statement.strip()]
+

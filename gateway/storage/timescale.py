@@ -1,0 +1,272 @@
+"""TimescaleDB adapter (the only module that imports asyncpg).
+
+Writes go through ``COPY`` into a per-connection staging table, then
+``INSERT … ON CONFLICT DO NOTHING RETURNING`` into the hypertable, in the same transaction as
+the batch's quarantine rows: a batch is stored whole or not at all, and a reading seen twice is
+stored once and counted as a duplicate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Self
+
+import asyncpg
+
+from device_adapters.errors import NotFoundError, RegistryError, StorageError, StorageUnavailableError
+from gateway.storage.migrations import migrations
+from gateway.storage.port import (
+    AssignmentRecord,
+    DeviceRecord,
+    DeviceRegistration,
+    ObservationQuery,
+    PatientRecord,
+    QuarantineEntry,
+    QuarantineRow,
+    StoredObservation,
+    WriteResult,
+    assignment_start,
+    group_registrations,
+)
+
+if TYPE_CHECKING:
+    from edge_config import DatabaseSettings
+    from fhir_mapper.observation import MappedObservation
+
+_MIGRATION_LOCK = 0x70756C7365  # "pulse": one migrator at a time across gateway processes
+_OBSERVATION_COLUMNS = (
+    "time", "reading_key", "patient_id", "device_resource_id", "kind", "code",
+    "value", "unit", "resource", "received_at", "source",
+)  # fmt: skip
+_COLUMN_LIST = ", ".join(_OBSERVATION_COLUMNS)
+_CREATE_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS observations_staging "
+    "(LIKE observations INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_INSERT_FROM_STAGING = (
+    f"INSERT INTO observations ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM observations_staging "  # noqa: S608 - constant columns
+    "ON CONFLICT DO NOTHING RETURNING reading_key"
+)
+_UPSERT_QUARANTINE = """
+INSERT INTO quarantine (fingerprint, first_seen, last_seen, source, channel, device_id, stage, reason,
+                        detail, item_index, payload)
+VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (fingerprint) DO UPDATE
+    SET seen_count = quarantine.seen_count + 1, last_seen = EXCLUDED.last_seen
+"""
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+)
+
+
+@asynccontextmanager
+async def _translated(action: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        msg = f"database unavailable while trying to {action}: {exc}"
+        raise StorageUnavailableError(msg) from exc
+    except asyncpg.PostgresError as exc:
+        msg = f"database error while trying to {action}: {exc}"
+        raise StorageError(msg) from exc
+
+
+class TimescaleStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, settings: DatabaseSettings) -> Self:
+        async with _translated("connect"):
+            pool = await asyncpg.create_pool(
+                settings.url,
+                min_size=settings.pool_min,
+                max_size=settings.pool_max,
+                timeout=settings.connect_timeout_seconds,
+                command_timeout=60,
+            )
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def ping(self) -> None:
+        async with _translated("ping"):
+            await self._pool.fetchval("SELECT 1")
+
+    async def migrate(self) -> None:
+        async with _translated("migrate"), self._pool.acquire() as connection:
+            await connection.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+            try:
+                await connection.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+                )
+                applied = {row["version"] for row in await connection.fetch("SELECT version FROM schema_migrations")}
+                for migration in migrations("timescale"):
+                    if migration.version in applied:
+                        continue
+                    async with connection.transaction():
+                        await connection.execute(migration.sql)
+                        await connection.execute(
+                            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", migration.version, migration.name,
+                        )
+            finally:
+                await connection.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+    # -- registry -------------------------------------------------------------------------
+
+    async def add_patient(self, patient_id: str, name: str | None, mrn: str | None) -> PatientRecord:
+        try:
+            async with _translated("add a patient"):
+                await self._pool.execute("INSERT INTO patients (id, name, mrn) VALUES ($1, $2, $3)", patient_id, name, mrn)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, asyncpg.UniqueViolationError):
+                msg = f"a patient with id {patient_id!r} or MRN {mrn!r} already exists"
+                raise RegistryError(msg) from exc
+            raise
+        return PatientRecord(patient_id, name, mrn)
+
+    async def list_patients(self) -> list[PatientRecord]:
+        async with _translated("list patients"):
+            rows = await self._pool.fetch("SELECT id, name, mrn FROM patients ORDER BY created_at, id")
+        return [PatientRecord(row["id"], row["name"], row["mrn"]) for row in rows]
+
+    async def add_device(self, device_id: str, kind: str | None, display_name: str | None) -> DeviceRecord:
+        record = DeviceRecord(uuid.uuid4(), device_id, kind, display_name)
+        try:
+            async with _translated("add a device"):
+                await self._pool.execute(
+                    "INSERT INTO devices (resource_id, device_id, kind, display_name) VALUES ($1, $2, $3, $4)",
+                    record.resource_id, device_id, kind, display_name,
+                )  # fmt: skip
+        except StorageError as exc:
+            if isinstance(exc.__cause__, asyncpg.UniqueViolationError):
+                msg = f"a device with id {device_id!r} already exists"
+                raise RegistryError(msg) from exc
+            raise
+        return record
+
+    async def list_devices(self) -> list[DeviceRecord]:
+        async with _translated("list devices"):
+            rows = await self._pool.fetch("SELECT resource_id, device_id, kind, display_name FROM devices ORDER BY created_at, device_id")
+        return [DeviceRecord(row["resource_id"], row["device_id"], row["kind"], row["display_name"]) for row in rows]
+
+    async def assign_device(self, device_id: str, patient_id: str, valid_from: datetime | None) -> AssignmentRecord:
+        async with _translated("assign a device"), self._pool.acquire() as connection, connection.transaction():
+            resource_id = await connection.fetchval(
+                "SELECT resource_id FROM devices WHERE device_id = $1 FOR UPDATE", device_id,
+            )  # fmt: skip
+            if resource_id is None:
+                msg = f"no device {device_id!r}: add it first (pulsebridge devices add)"
+                raise NotFoundError(msg)
+            if await connection.fetchval("SELECT 1 FROM patients WHERE id = $1", patient_id) is None:
+                msg = f"no patient {patient_id!r}: add it first (pulsebridge patients add)"
+                raise NotFoundError(msg)
+            history = await connection.fetch(
+                "SELECT id, patient_id, valid_from, valid_to FROM device_assignments WHERE device_resource_id = $1",
+                resource_id,
+            )
+            current = next((row for row in history if row["valid_to"] is None), None)
+            if current is not None and current["patient_id"] == patient_id and valid_from is None:
+                return AssignmentRecord(device_id, patient_id, current["valid_from"], None)
+            start = assignment_start(valid_from, has_history=bool(history))
+            if current is not None:
+                if start is None or (current["valid_from"] is not None and start <= current["valid_from"]):
+                    msg = f"device {device_id!r} is assigned since {current['valid_from']}: the new assignment must start later"
+                    raise RegistryError(msg)
+                await connection.execute("UPDATE device_assignments SET valid_to = $1 WHERE id = $2", start, current["id"])
+            await connection.execute(
+                "INSERT INTO device_assignments (device_resource_id, patient_id, valid_from) VALUES ($1, $2, $3)",
+                resource_id, patient_id, start,
+            )  # fmt: skip
+        return AssignmentRecord(device_id, patient_id, start, None)
+
+    async def registrations(self, device_ids: Collection[str]) -> dict[str, DeviceRegistration]:
+        async with _translated("resolve devices"):
+            rows = await self._pool.fetch(
+                "SELECT d.resource_id, d.device_id, d.kind, d.display_name, a.patient_id, a.valid_from, a.valid_to "
+                "FROM devices d LEFT JOIN device_assignments a ON a.device_resource_id = d.resource_id "
+                "WHERE d.device_id = ANY($1::text[])",
+                list(device_ids),
+            )
+        return group_registrations(rows)
+
+    # -- observations and quarantine ----------------------------------------------------------
+
+    async def write_batch(self, observations: Sequence[MappedObservation], quarantine: Sequence[QuarantineEntry]) -> WriteResult:
+        inserted = 0
+        async with _translated("store a batch"), self._pool.acquire() as connection, connection.transaction():
+            if observations:
+                await connection.execute(_CREATE_STAGING)
+                await connection.copy_records_to_table(
+                    "observations_staging",
+                    records=[
+                        (o.time, o.reading_key, o.patient_id, o.device_resource_id, o.kind, o.code, o.value, o.unit,
+                         o.resource.decode(), o.received_at, o.source)
+                        for o in observations
+                    ],
+                    columns=_OBSERVATION_COLUMNS,
+                )  # fmt: skip
+                inserted = len(await connection.fetch(_INSERT_FROM_STAGING))
+            if quarantine:
+                await connection.executemany(
+                    _UPSERT_QUARANTINE,
+                    [
+                        (q.fingerprint, q.received_at, q.source, q.channel, q.device_id, q.stage, q.reason, q.detail,
+                         q.item_index, q.payload)
+                        for q in quarantine
+                    ],
+                )  # fmt: skip
+        return WriteResult(inserted=inserted, duplicates=len(observations) - inserted, quarantined=len(quarantine))
+
+    async def search_observations(self, query: ObservationQuery) -> list[StoredObservation]:
+        clauses: list[str] = []
+        args: list[Any] = []
+
+        def arg(value: object) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if query.patient_id is not None:
+            clauses.append(f"patient_id = {arg(query.patient_id)}")
+        if query.kinds is not None:
+            clauses.append(f"kind = ANY({arg(sorted(query.kinds))}::text[])")
+        clauses.extend(f"time {condition.op} {arg(condition.instant)}" for condition in query.time)
+        if query.after is not None:
+            op = "<" if query.newest_first else ">"
+            clauses.append(f"(time, reading_key) {op} ({arg(query.after[0])}, {arg(query.after[1])})")
+        order = "DESC" if query.newest_first else "ASC"
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = (
+            f"SELECT reading_key, time, resource::text AS resource FROM observations {where} "  # noqa: S608 - built from constants, values are bound
+            f"ORDER BY time {order}, reading_key {order} LIMIT {arg(query.count)}"
+        )
+        async with _translated("search observations"):
+            rows = await self._pool.fetch(sql, *args)
+        return [StoredObservation(row["reading_key"], row["time"], row["resource"]) for row in rows]
+
+    async def get_observation(self, reading_key: uuid.UUID) -> str | None:
+        async with _translated("read an observation"):
+            resource: str | None = await self._pool.fetchval(
+                "SELECT resource::text FROM observations WHERE reading_key = $1 LIMIT 1", reading_key,
+            )  # fmt: skip
+        return resource
+
+    async def list_quarantine(self, limit: int) -> list[QuarantineRow]:
+        async with _translated("list quarantine"):
+            rows = await self._pool.fetch(
+                "SELECT id, first_seen, last_seen, seen_count, source, channel, device_id, stage, reason, detail, "
+                "item_index, payload FROM quarantine ORDER BY last_seen DESC, id DESC LIMIT $1",
+                limit,
+            )
+        return [QuarantineRow(**dict(row)) for row in rows]
