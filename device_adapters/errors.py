@@ -46,7 +46,7 @@ class ConfigError(PulseBridgeError):
     """The configuration is invalid; the message names the location of the mistake."""
 
 
-class RejectedInput(PulseBridgeError):
+class InputRejectedError(PulseBridgeError):
     """An input that cannot become a stored reading: it goes to quarantine with this reason."""
 
     stage: Stage = Stage.DECODE
@@ -57,25 +57,25 @@ class RejectedInput(PulseBridgeError):
         self.detail = detail
 
 
-class DecodeError(RejectedInput):
+class DecodeError(InputRejectedError):
     """The bytes or the JSON structure of a frame are not a valid reading."""
 
     stage = Stage.DECODE
 
 
-class IdentityError(RejectedInput):
+class IdentityError(InputRejectedError):
     """The reading cannot be attributed to a device and patient."""
 
     stage = Stage.IDENTITY
 
 
-class NormalizeError(RejectedInput):
+class NormalizeError(InputRejectedError):
     """The reading's type, unit or value cannot be normalized to the catalogue."""
 
     stage = Stage.NORMALIZE
 
 
-class ValidationError(RejectedInput):
+class ValidationError(InputRejectedError):
     """The reading is well formed but violates a time or plausibility rule."""
 
     stage = Stage.VALIDATE

@@ -116,7 +116,9 @@ def map_reading(
 
 def _components(reading: Reading, kind: VitalKind) -> list[dict[str, object]]:
     if not reading.components:
-        raise NormalizeError(ReasonCode.MALFORMED_FRAME, f"{kind.name} takes 'components' ({', '.join(c.name for c in kind.components)})")
+        raise NormalizeError(
+            ReasonCode.MALFORMED_FRAME, f"{kind.name} takes 'components' ({', '.join(c.name for c in kind.components)})"
+        )
     given = {name for name, _ in reading.components}
     missing = sorted(kind.required_components - given)
     if missing:

@@ -39,7 +39,11 @@ def searchset_bundle(
 ) -> bytes:
     """A searchset Bundle around stored JSON (``(id, json)`` pairs), written without re-parsing it."""
     bundle_entries: list[dict[str, object]] = [
-        {"fullUrl": f"{base_url}/{resource_type}/{resource_id}", "resource": orjson.Fragment(resource), "search": {"mode": "match"}}
+        {
+            "fullUrl": f"{base_url}/{resource_type}/{resource_id}",
+            "resource": orjson.Fragment(resource),
+            "search": {"mode": "match"},
+        }
         for resource_id, resource in entries
     ]
     if warnings:

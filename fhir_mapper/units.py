@@ -18,43 +18,45 @@ from device_adapters.readings import Quantity
 # Spellings seen in device payloads -> UCUM. Keys are matched after stripping white space,
 # first exactly (UCUM is case-sensitive), then lower-cased against _FOLDED_ALIASES.
 _UCUM_CODES = frozenset({"/min", "%", "Cel", "[degF]", "kg", "g", "[lb_av]", "cm", "m", "[in_i]", "mm[Hg]", "kPa", "kg/m2"})
-_FOLDED_ALIASES: Mapping[str, str] = MappingProxyType({
-    "bpm": "/min",
-    "1/min": "/min",
-    "/min": "/min",
-    "beats/min": "/min",
-    "beats/minute": "/min",
-    "{beats}/min": "/min",
-    "breaths/min": "/min",
-    "{breaths}/min": "/min",
-    "rpm": "/min",
-    "%": "%",
-    "percent": "%",
-    "cel": "Cel",
-    "°c": "Cel",
-    "degc": "Cel",
-    "celsius": "Cel",
-    "[degf]": "[degF]",
-    "°f": "[degF]",
-    "degf": "[degF]",
-    "fahrenheit": "[degF]",
-    "kg": "kg",
-    "kgs": "kg",
-    "g": "g",
-    "[lb_av]": "[lb_av]",
-    "lb": "[lb_av]",
-    "lbs": "[lb_av]",
-    "cm": "cm",
-    "[in_i]": "[in_i]",
-    "in": "[in_i]",
-    "mm[hg]": "mm[Hg]",
-    "mmhg": "mm[Hg]",
-    "mm hg": "mm[Hg]",
-    "kpa": "kPa",
-    "kg/m2": "kg/m2",
-    "kg/m²": "kg/m2",
-    "kg/m^2": "kg/m2",
-})
+_FOLDED_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "bpm": "/min",
+        "1/min": "/min",
+        "/min": "/min",
+        "beats/min": "/min",
+        "beats/minute": "/min",
+        "{beats}/min": "/min",
+        "breaths/min": "/min",
+        "{breaths}/min": "/min",
+        "rpm": "/min",
+        "%": "%",
+        "percent": "%",
+        "cel": "Cel",
+        "°c": "Cel",
+        "degc": "Cel",
+        "celsius": "Cel",
+        "[degf]": "[degF]",
+        "°f": "[degF]",
+        "degf": "[degF]",
+        "fahrenheit": "[degF]",
+        "kg": "kg",
+        "kgs": "kg",
+        "g": "g",
+        "[lb_av]": "[lb_av]",
+        "lb": "[lb_av]",
+        "lbs": "[lb_av]",
+        "cm": "cm",
+        "[in_i]": "[in_i]",
+        "in": "[in_i]",
+        "mm[hg]": "mm[Hg]",
+        "mmhg": "mm[Hg]",
+        "mm hg": "mm[Hg]",
+        "kpa": "kPa",
+        "kg/m2": "kg/m2",
+        "kg/m²": "kg/m2",
+        "kg/m^2": "kg/m2",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +67,17 @@ class Conversion:
     offset: Decimal = Decimal(0)
 
 
-_CONVERSIONS: Mapping[tuple[str, str], Conversion] = MappingProxyType({
-    # 1 kPa = 1000 Pa / 133.322387415 Pa per mmHg (the conventional millimetre of mercury).
-    ("kPa", "mm[Hg]"): Conversion(Decimal(1000) / Decimal("133.322387415")),
-    ("[degF]", "Cel"): Conversion(Decimal(5) / Decimal(9), Decimal(-32)),
-    ("[lb_av]", "kg"): Conversion(Decimal("0.45359237")),
-    ("g", "kg"): Conversion(Decimal("0.001")),
-    ("m", "cm"): Conversion(Decimal(100)),
-    ("[in_i]", "cm"): Conversion(Decimal("2.54")),
-})
+_CONVERSIONS: Mapping[tuple[str, str], Conversion] = MappingProxyType(
+    {
+        # 1 kPa = 1000 Pa / 133.322387415 Pa per mmHg (the conventional millimetre of mercury).
+        ("kPa", "mm[Hg]"): Conversion(Decimal(1000) / Decimal("133.322387415")),
+        ("[degF]", "Cel"): Conversion(Decimal(5) / Decimal(9), Decimal(-32)),
+        ("[lb_av]", "kg"): Conversion(Decimal("0.45359237")),
+        ("g", "kg"): Conversion(Decimal("0.001")),
+        ("m", "cm"): Conversion(Decimal(100)),
+        ("[in_i]", "cm"): Conversion(Decimal("2.54")),
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from pydantic import ValidationError as PydanticValidationError
 
-from device_adapters.errors import ReasonCode, RejectedInput, Stage
+from device_adapters.errors import InputRejectedError, ReasonCode, Stage
 
 _MODELS: dict[str, Any] = {
     "Observation": Observation,
@@ -25,7 +25,7 @@ _MODELS: dict[str, Any] = {
 }
 
 
-class FhirValidationError(RejectedInput):
+class FhirValidationError(InputRejectedError):
     """A resource PulseBridge built does not validate: a bug, kept out of the store."""
 
     stage = Stage.FHIR_MAP

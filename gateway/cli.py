@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_argument(assign)
 
-    quarantine = commands.add_parser("quarantine", help="inputs that could not be stored").add_subparsers(dest="action", required=True)
+    quarantine = commands.add_parser("quarantine", help="inputs that could not be stored").add_subparsers(
+        dest="action", required=True
+    )
     list_quarantine = quarantine.add_parser("list", help="the most recent quarantine rows")
     list_quarantine.add_argument("--limit", type=int, default=20)
     _config_argument(list_quarantine)
@@ -110,7 +112,8 @@ def _dispatch(args: argparse.Namespace) -> None:
             asyncio.run(run_demo(args.port, args.data_dir, args.patients, args.interval))
         case "check-config":
             settings = load_settings(args.config)
-            print(f"configuration OK: database {settings.database.url.split('://')[0]}, broker {settings.mqtt.host}:{settings.mqtt.port}")  # noqa: T201
+            store_kind = settings.database.url.split("://", 1)[0]
+            print(f"configuration OK: database {store_kind}, broker {settings.mqtt.host}:{settings.mqtt.port}")  # noqa: T201
         case "migrate":
             _with_store(load_settings(args.config), lambda store: store.migrate())
             print("migrations applied")  # noqa: T201
@@ -140,34 +143,55 @@ def _with_store(settings: GatewaySettings, work: Callable[[ObservationStore], Aw
     return asyncio.run(run())
 
 
+def _add_patient(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    patient_id = args.patient_id or str(uuid.uuid4())
+    if not _PATIENT_ID.fullmatch(patient_id):
+        raise UsageError(f"patient id {patient_id!r}: use 1 to 64 letters, digits, '-' or '.'")
+    _with_store(settings, lambda store: store.add_patient(patient_id, args.name, args.mrn))
+    print(patient_id)  # noqa: T201
+
+
+def _list_patients(settings: GatewaySettings, _: argparse.Namespace) -> None:
+    for patient in _with_store(settings, lambda store: store.list_patients()):
+        print(f"{patient.id}\t{patient.name or ''}\t{patient.mrn or ''}")  # noqa: T201
+
+
+def _add_device(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    if not DEVICE_ID_PATTERN.fullmatch(args.device_id):
+        raise UsageError(f"device id {args.device_id!r}: use 1 to 64 letters, digits, '.', '_', ':' or '-'")
+    device = _with_store(settings, lambda store: store.add_device(args.device_id, args.kind, args.name))
+    print(f"{device.device_id}\tDevice/{device.resource_id}")  # noqa: T201
+
+
+def _list_devices(settings: GatewaySettings, _: argparse.Namespace) -> None:
+    for device in _with_store(settings, lambda store: store.list_devices()):
+        print(f"{device.device_id}\tDevice/{device.resource_id}\t{device.kind or ''}\t{device.display_name or ''}")  # noqa: T201
+
+
+def _assign_device(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    valid_from = _aware_time(args.valid_from) if args.valid_from else None
+    assignment = _with_store(settings, lambda store: store.assign_device(args.device_id, args.patient_id, valid_from))
+    since = assignment.valid_from.isoformat() if assignment.valid_from else "its first reading"
+    print(f"{assignment.device_id} -> Patient/{assignment.patient_id} from {since}")  # noqa: T201
+
+
+def _list_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    for row in _with_store(settings, lambda store: store.list_quarantine(args.limit)):
+        print(f"{row.last_seen.isoformat()}\t{row.reason}\t{row.stage}\t{row.channel}\tx{row.seen_count}\t{row.detail}")  # noqa: T201
+
+
+_REGISTRY_COMMANDS: dict[tuple[str, str], Callable[[GatewaySettings, argparse.Namespace], None]] = {
+    ("patients", "add"): _add_patient,
+    ("patients", "list"): _list_patients,
+    ("devices", "add"): _add_device,
+    ("devices", "list"): _list_devices,
+    ("devices", "assign"): _assign_device,
+    ("quarantine", "list"): _list_quarantine,
+}
+
+
 def _registry(args: argparse.Namespace) -> None:
-    settings = load_settings(args.config)
-    match (args.command, args.action):
-        case ("patients", "add"):
-            patient_id = args.patient_id or str(uuid.uuid4())
-            if not _PATIENT_ID.fullmatch(patient_id):
-                raise UsageError(f"patient id {patient_id!r}: use 1 to 64 letters, digits, '-' or '.'")
-            _with_store(settings, lambda store: store.add_patient(patient_id, args.name, args.mrn))
-            print(patient_id)  # noqa: T201
-        case ("patients", "list"):
-            for patient in _with_store(settings, lambda store: store.list_patients()):
-                print(f"{patient.id}\t{patient.name or ''}\t{patient.mrn or ''}")  # noqa: T201
-        case ("devices", "add"):
-            if not DEVICE_ID_PATTERN.fullmatch(args.device_id):
-                raise UsageError(f"device id {args.device_id!r}: use 1 to 64 letters, digits, '.', '_', ':' or '-'")
-            device = _with_store(settings, lambda store: store.add_device(args.device_id, args.kind, args.name))
-            print(f"{device.device_id}\tDevice/{device.resource_id}")  # noqa: T201
-        case ("devices", "list"):
-            for device in _with_store(settings, lambda store: store.list_devices()):
-                print(f"{device.device_id}\tDevice/{device.resource_id}\t{device.kind or ''}\t{device.display_name or ''}")  # noqa: T201
-        case ("devices", "assign"):
-            valid_from = _aware_time(args.valid_from) if args.valid_from else None
-            assignment = _with_store(settings, lambda store: store.assign_device(args.device_id, args.patient_id, valid_from))
-            since = assignment.valid_from.isoformat() if assignment.valid_from else "its first reading"
-            print(f"{assignment.device_id} -> Patient/{assignment.patient_id} from {since}")  # noqa: T201
-        case ("quarantine", "list"):
-            for row in _with_store(settings, lambda store: store.list_quarantine(args.limit)):
-                print(f"{row.last_seen.isoformat()}\t{row.reason}\t{row.stage}\t{row.channel}\t×{row.seen_count}\t{row.detail}")  # noqa: T201
+    _REGISTRY_COMMANDS[args.command, args.action](load_settings(args.config), args)
 
 
 def _aware_time(text: str) -> datetime:

@@ -105,7 +105,7 @@ async def run_demo(http_port: int, data_dir: Path | None, patient_count: int, in
         app = create_app(settings, extensions=[_demo_extension(mqtt_port, patients, interval)])
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=http_port, log_level="warning", lifespan="on"))
         serving = asyncio.create_task(server.serve())
-        while not server.started and not serving.done():
+        while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn offers no "started" event
             await asyncio.sleep(0.05)
         if server.started:
             _announce(http_port, patients, data_dir)

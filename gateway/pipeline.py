@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from device_adapters.errors import IdentityError, ReasonCode, RejectedInput, StorageError
+from device_adapters.errors import IdentityError, InputRejectedError, ReasonCode, StorageError
 from device_adapters.mqtt.native import FrameDecode, decode_payload, device_from_topic
 from device_adapters.readings import Delivery, RawFrame
 from edge_config import IngestSettings
@@ -24,8 +24,9 @@ from gateway.storage import DeviceRegistration, ObservationStore, QuarantineEntr
 
 logger = logging.getLogger(__name__)
 
+
 class FrameDecoder(Protocol):
-    """Turns a frame into readings; raises :class:`RejectedInput` for the whole frame."""
+    """Turns a frame into readings; raises :class:`InputRejectedError` for the whole frame."""
 
     def device_id(self, frame: RawFrame) -> str:
         """The device as authenticated by the transport (topic, connection)."""
@@ -44,7 +45,9 @@ class NativeFrameDecoder:
         return device_from_topic(frame.channel)
 
     def decode(self, frame: RawFrame, device_id: str) -> FrameDecode:
-        return decode_payload(frame.payload, device_id, max_payload_bytes=self._max_payload_bytes, max_readings=self._max_readings)
+        return decode_payload(
+            frame.payload, device_id, max_payload_bytes=self._max_payload_bytes, max_readings=self._max_readings
+        )
 
 
 @dataclass(slots=True)
@@ -130,7 +133,7 @@ class IngestPipeline:
             try:
                 device_id = self._decoder.device_id(delivery.frame)
                 decoded = self._decoder.decode(delivery.frame, device_id)
-            except RejectedInput as exc:
+            except InputRejectedError as exc:
                 quarantine.append(_entry(delivery.frame, device_id, exc, None))
                 frames.append(_Frame(delivery, None, None))
                 continue
@@ -160,7 +163,8 @@ class IngestPipeline:
         return result
 
     def _map_frame(self, item: _Frame, registration: DeviceRegistration) -> tuple[list[MappedObservation], list[QuarantineEntry]]:
-        assert item.decoded is not None and item.device_id is not None  # noqa: S101 - narrowed by the caller
+        assert item.decoded is not None  # noqa: S101 - narrowed by the caller
+        assert item.device_id is not None  # noqa: S101
         frame = item.delivery.frame
         mapped: list[MappedObservation] = []
         rejected: list[QuarantineEntry] = []
@@ -168,20 +172,22 @@ class IngestPipeline:
             try:
                 patient_id = registration.patient_at(reading.time)
                 if patient_id is None:
-                    raise IdentityError(  # noqa: TRY301 - one handler turns every rejection into a row
+                    raise IdentityError(
                         ReasonCode.UNPAIRED_DEVICE,
                         f"device {item.device_id!r} was not assigned to a patient at {reading.time.isoformat()}",
                     )
                 attribution = Attribution(patient_id, registration.device.resource_id, item.device_id)
                 mapped.append(
-                    map_reading(reading, attribution, frame.received_at, source=frame.source, future_tolerance=self._future_tolerance),
+                    map_reading(
+                        reading, attribution, frame.received_at, source=frame.source, future_tolerance=self._future_tolerance
+                    ),
                 )
-            except RejectedInput as exc:
+            except InputRejectedError as exc:
                 rejected.append(_entry(frame, item.device_id, exc, reading.index))
         return mapped, rejected
 
 
-def _entry(frame: RawFrame, device_id: str | None, error: RejectedInput, index: int | None) -> QuarantineEntry:
+def _entry(frame: RawFrame, device_id: str | None, error: InputRejectedError, index: int | None) -> QuarantineEntry:
     return QuarantineEntry(
         received_at=frame.received_at,
         source=frame.source,
@@ -193,4 +199,3 @@ def _entry(frame: RawFrame, device_id: str | None, error: RejectedInput, index: 
         payload=frame.payload,
         item_index=index,
     )
-

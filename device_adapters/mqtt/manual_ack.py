@@ -13,7 +13,7 @@ import aiomqtt
 
 def enable_manual_ack(client: aiomqtt.Client) -> None:
     """Call before connecting: from then on only :func:`acknowledge` sends PUBACKs."""
-    client._client.manual_ack_set(True)  # noqa: SLF001 - aiomqtt exposes no manual-ack API
+    client._client.manual_ack_set(on=True)  # noqa: SLF001 - aiomqtt exposes no manual-ack API
 
 
 def acknowledge(client: aiomqtt.Client, mid: int, qos: int) -> None:

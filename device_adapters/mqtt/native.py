@@ -14,12 +14,13 @@ inside the payload is only a claim, checked against the topic. See README "MQTT 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from device_adapters.errors import DecodeError, IdentityError, ReasonCode, RejectedInput
+from device_adapters.errors import DecodeError, IdentityError, InputRejectedError, ReasonCode
 from device_adapters.jsonwire import dumps, loads_strict
 from device_adapters.readings import DEVICE_ID_PATTERN, Quantity, Reading
 
@@ -50,7 +51,7 @@ class FrameDecode:
     """What one frame yielded: good readings, and the items that must go to quarantine."""
 
     readings: tuple[Reading, ...]
-    rejections: tuple[tuple[int, RejectedInput], ...]
+    rejections: tuple[tuple[int, InputRejectedError], ...]
 
 
 def device_from_topic(topic: str) -> str:
@@ -96,16 +97,16 @@ def decode_payload(
         raise DecodeError(ReasonCode.MALFORMED_FRAME, f"payload must be a JSON object or array, got {_json_type(document)}")
 
     readings: list[Reading] = []
-    rejections: list[tuple[int, RejectedInput]] = []
+    rejections: list[tuple[int, InputRejectedError]] = []
     for index, item in enumerate(items):
         try:
             readings.append(_reading(item, device_id, index))
-        except RejectedInput as exc:
+        except InputRejectedError as exc:
             rejections.append((index, exc))
     return FrameDecode(tuple(readings), tuple(rejections))
 
 
-def encode_readings(readings: list[Reading] | tuple[Reading, ...]) -> bytes:
+def encode_readings(readings: Sequence[Reading]) -> bytes:
     """Encode readings as a native v1 payload (a single object when there is one)."""
     objects = [_reading_object(reading) for reading in readings]
     return dumps(objects[0] if len(objects) == 1 else objects)
@@ -132,7 +133,9 @@ def _reading(item: object, device_id: str, index: int) -> Reading:
         raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
     claimed = item.get("device_id")
     if claimed is not None and claimed != device_id:
-        raise IdentityError(ReasonCode.IDENTITY_MISMATCH, f"{where} claims device_id {claimed!r} but was published by {device_id!r}")
+        raise IdentityError(
+            ReasonCode.IDENTITY_MISMATCH, f"{where} claims device_id {claimed!r} but was published by {device_id!r}"
+        )
 
     kind = item.get("type")
     if not isinstance(kind, str) or not _KIND.fullmatch(kind):
@@ -150,12 +153,16 @@ def _reading(item: object, device_id: str, index: int) -> Reading:
     if has_value:
         quantity = Quantity(_number(item["value"], f"{where}: 'value'"), unit)
         return Reading(device_id=device_id, kind=kind, time=time, quantity=quantity, index=index)
-    return Reading(device_id=device_id, kind=kind, time=time, components=_components(item["components"], unit, where), index=index)
+    return Reading(
+        device_id=device_id, kind=kind, time=time, components=_components(item["components"], unit, where), index=index
+    )
 
 
 def _components(raw: object, unit: str, where: str) -> tuple[tuple[str, Quantity], ...]:
     if not isinstance(raw, dict) or not 0 < len(raw) <= _MAX_COMPONENTS:
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'components' must be an object of 1 to {_MAX_COMPONENTS} numbers")
+        raise DecodeError(
+            ReasonCode.MALFORMED_FRAME, f"{where}: 'components' must be an object of 1 to {_MAX_COMPONENTS} numbers"
+        )
     components: list[tuple[str, Quantity]] = []
     for name, value in raw.items():
         if not _COMPONENT.fullmatch(name):
@@ -185,10 +192,14 @@ def _time(raw: object, where: str) -> datetime:
         except (OverflowError, InvalidOperation) as exc:
             raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw} is not a usable Unix time") from exc
     if not isinstance(raw, str):
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' must be an RFC 3339 string or Unix seconds, got {_json_type(raw)}")
+        raise DecodeError(
+            ReasonCode.MALFORMED_FRAME, f"{where}: 'time' must be an RFC 3339 string or Unix seconds, got {_json_type(raw)}"
+        )
     match = _RFC3339.fullmatch(raw)
     if match is None:
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw[:40]!r} is not RFC 3339 (YYYY-MM-DDThh:mm:ss[.fff]±hh:mm)")
+        raise DecodeError(
+            ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw[:40]!r} is not RFC 3339 (YYYY-MM-DDThh:mm:ss[.fff]±hh:mm)"
+        )
     date, clock, fraction, offset = match.groups()
     if offset is None:
         raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw!r} has no UTC offset ('Z' or ±hh:mm)")
@@ -200,19 +211,15 @@ def _time(raw: object, where: str) -> datetime:
         raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw!r} is not a valid date and time: {exc}") from exc
 
 
+_JSON_TYPES: tuple[tuple[type, str], ...] = (
+    (type(None), "null"),
+    (bool, "boolean"),
+    (Decimal, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+)
+
+
 def _json_type(value: object) -> str:
-    match value:
-        case None:
-            return "null"
-        case bool():
-            return "boolean"
-        case Decimal():
-            return "number"
-        case str():
-            return "string"
-        case list():
-            return "array"
-        case dict():
-            return "object"
-        case _:
-            return type(value).__name__
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), type(value).__name__)

@@ -50,7 +50,7 @@ class MqttSource:
             "keepalive": settings.keepalive_seconds,
         }
         if settings.protocol == "5":
-            properties = Properties(PacketTypes.CONNECT)
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call] # paho ships no annotations here
             properties.SessionExpiryInterval = settings.session_expiry_seconds
             properties.ReceiveMaximum = settings.receive_maximum
             client = aiomqtt.Client(
@@ -77,7 +77,9 @@ class MqttSource:
                     await client.subscribe(self._subscription, qos=1)
                     self._generation += 1
                     self._client, self.connected, self.last_error = client, True, None
-                    logger.info("mqtt connected to %s:%s as %s", self._settings.host, self._settings.port, self._settings.client_id)
+                    logger.info(
+                        "mqtt connected to %s:%s as %s", self._settings.host, self._settings.port, self._settings.client_id
+                    )
                     backoff = 0.5
                     generation = self._generation
                     async for message in client.messages:
@@ -97,4 +99,3 @@ class MqttSource:
         # already name a different message on this connection, so it must not be acked here.
         if generation == self._generation and self._client is not None and self.connected:
             acknowledge(self._client, mid, qos)
-

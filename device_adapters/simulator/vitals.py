@@ -88,10 +88,9 @@ class VitalsSimulator:
         """Readings per device for this tick; every device reports on the first tick."""
         due = [device for device in self._devices if self._ticks % device.profile.every == 0]
         self._ticks += 1
-        batches: list[tuple[str, list[Reading]]] = []
-        for device in due:
-            batches.append((device.device_id, [self._reading(device.device_id, vital, now) for vital in device.profile.vitals]))
-        return batches
+        return [
+            (device.device_id, [self._reading(device.device_id, vital, now) for vital in device.profile.vitals]) for device in due
+        ]
 
     def _reading(self, device_id: str, vital: Vital, now: datetime) -> Reading:
         if vital.components:

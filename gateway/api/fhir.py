@@ -68,4 +68,3 @@ async def read_observation(observation_id: str, rt: RuntimeDep) -> Response:
     if resource is None:
         return outcome_response(404, f"Observation/{observation_id} is not known")
     return Response(resource.encode(), media_type=FHIR_JSON)
-

@@ -6,9 +6,10 @@ import base64
 import binascii
 import re
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from types import MappingProxyType
 
 from device_adapters.errors import PulseBridgeError
 from edge_config import ApiSettings
@@ -23,7 +24,6 @@ _DATE = re.compile(
     r"(?P<zone>Z|[+-]\d{2}:\d{2})?)?)?)?",
 )
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-_IGNORED = frozenset({"_format", "_pretty"})
 
 
 class SearchError(PulseBridgeError):
@@ -36,44 +36,81 @@ class ParsedSearch:
     warnings: tuple[Issue, ...]
 
 
-def parse_observation_search(params: Sequence[tuple[str, str]], settings: ApiSettings, *, strict: bool) -> ParsedSearch:
+@dataclass(slots=True)
+class _Search:
+    """Accumulates one search's parameters; each handler below takes one parameter."""
+
+    settings: ApiSettings
     patient: str | None = None
     kinds: frozenset[str] | None = None
-    conditions: list[TimeCondition] = []
-    count = settings.default_count
-    newest_first = True
+    conditions: list[TimeCondition] = field(default_factory=list)
+    count: int = 0
+    newest_first: bool = True
     after: tuple[datetime, uuid.UUID] | None = None
-    warnings: list[Issue] = []
+    warnings: list[Issue] = field(default_factory=list)
 
+    def patient_param(self, name: str, value: str) -> None:
+        reference = _patient_reference(name, value)
+        if self.patient is not None and self.patient != reference:
+            raise SearchError(f"{name}: one patient per search")
+        self.patient = reference
+
+    def code_param(self, _: str, value: str) -> None:
+        matched = frozenset().union(*(_code_kinds(token) for token in value.split(",")))
+        self.kinds = matched if self.kinds is None else self.kinds & matched
+
+    def date_param(self, _: str, value: str) -> None:
+        self.conditions.extend(date_conditions(value))
+
+    def count_param(self, _: str, value: str) -> None:
+        self.count = _count(value, self.settings, self.warnings)
+
+    def sort_param(self, _: str, value: str) -> None:
+        self.newest_first = _sort(value)
+
+    def cursor_param(self, _: str, value: str) -> None:
+        self.after = decode_cursor(value)
+
+    def ignore_param(self, _: str, __: str) -> None:
+        return
+
+
+_HANDLERS: Mapping[str, Callable[[_Search, str, str], None]] = MappingProxyType(
+    {
+        "patient": _Search.patient_param,
+        "subject": _Search.patient_param,
+        "code": _Search.code_param,
+        "date": _Search.date_param,
+        "_count": _Search.count_param,
+        "_sort": _Search.sort_param,
+        "_cursor": _Search.cursor_param,
+        "_format": _Search.ignore_param,
+        "_pretty": _Search.ignore_param,
+    }
+)
+
+
+def parse_observation_search(params: Sequence[tuple[str, str]], settings: ApiSettings, *, strict: bool) -> ParsedSearch:
+    """Query parameters -> the store query; unknown ones are ignored with a warning, or refused under strict handling."""
+    search = _Search(settings, count=settings.default_count)
     for name, value in params:
-        match name:
-            case "patient" | "subject":
-                reference = _patient_reference(name, value)
-                if patient is not None and patient != reference:
-                    raise SearchError(f"{name}: one patient per search")
-                patient = reference
-            case "code":
-                matched = frozenset().union(*(_code_kinds(token) for token in value.split(",")))
-                kinds = matched if kinds is None else kinds & matched
-            case "date":
-                conditions.extend(date_conditions(value))
-            case "_count":
-                count = _count(value, settings, warnings)
-            case "_sort":
-                newest_first = _sort(value)
-            case "_cursor":
-                after = decode_cursor(value)
-            case _ if name in _IGNORED:
-                continue
-            case _:
-                message = f"unknown or unsupported search parameter {name!r}"
-                if strict:
-                    raise SearchError(message)
-                warnings.append(Issue("warning", "not-supported", f"{message} was ignored"))
+        handler = _HANDLERS.get(name)
+        if handler is not None:
+            handler(search, name, value)
+            continue
+        message = f"unknown or unsupported search parameter {name!r}"
+        if strict:
+            raise SearchError(message)
+        search.warnings.append(Issue("warning", "not-supported", f"{message} was ignored"))
     query = ObservationQuery(
-        patient_id=patient, kinds=kinds, time=tuple(conditions), count=count, newest_first=newest_first, after=after,
-    )  # fmt: skip
-    return ParsedSearch(query, tuple(warnings))
+        patient_id=search.patient,
+        kinds=search.kinds,
+        time=tuple(search.conditions),
+        count=search.count,
+        newest_first=search.newest_first,
+        after=search.after,
+    )
+    return ParsedSearch(query, tuple(search.warnings))
 
 
 def _patient_reference(name: str, value: str) -> str:

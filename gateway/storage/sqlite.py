@@ -67,7 +67,9 @@ class SqliteStore:
 
         def connect() -> sqlite3.Connection:
             path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=settings.connect_timeout_seconds)
+            connection = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=settings.connect_timeout_seconds
+            )
             connection.row_factory = sqlite3.Row
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
@@ -114,7 +116,8 @@ class SqliteStore:
     async def migrate(self) -> None:
         def work(connection: sqlite3.Connection) -> None:
             connection.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
             )
             applied = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
             for migration in migrations("sqlite"):
@@ -155,7 +158,8 @@ class SqliteStore:
 
     async def list_patients(self) -> list[PatientRecord]:
         rows = await self._run(
-            "list patients", lambda connection: connection.execute("SELECT id, name, mrn FROM patients ORDER BY created_at, id").fetchall(),
+            "list patients",
+            lambda connection: connection.execute("SELECT id, name, mrn FROM patients ORDER BY created_at, id").fetchall(),
         )
         return [PatientRecord(row["id"], row["name"], row["mrn"]) for row in rows]
 
@@ -226,7 +230,8 @@ class SqliteStore:
             marks = ", ".join("?" for _ in wanted)
             rows = connection.execute(
                 "SELECT d.resource_id, d.device_id, d.kind, d.display_name, a.patient_id, a.valid_from, a.valid_to "  # noqa: S608 - placeholders only
-                f"FROM devices d LEFT JOIN device_assignments a ON a.device_resource_id = d.resource_id WHERE d.device_id IN ({marks})",
+                "FROM devices d LEFT JOIN device_assignments a ON a.device_resource_id = d.resource_id "
+                f"WHERE d.device_id IN ({marks})",
                 wanted,
             ).fetchall()
             return [
@@ -306,7 +311,11 @@ class SqliteStore:
         )
         return [
             QuarantineRow(
-                **{**dict(row), "first_seen": _required_instant(row["first_seen"]), "last_seen": _required_instant(row["last_seen"])},
+                **{
+                    **dict(row),
+                    "first_seen": _required_instant(row["first_seen"]),
+                    "last_seen": _required_instant(row["last_seen"]),
+                },
             )
             for row in rows
         ]
@@ -316,4 +325,3 @@ def _statements(script: str) -> list[str]:
     """Split a migration into statements (ours have no semicolons inside literals)."""
     lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
     return [statement.strip() for statement in "\n".join(lines).split(";") if statement.strip()]
-

@@ -43,8 +43,7 @@ _OBSERVATION_COLUMNS = (
 )  # fmt: skip
 _COLUMN_LIST = ", ".join(_OBSERVATION_COLUMNS)
 _CREATE_STAGING = (
-    "CREATE TEMP TABLE IF NOT EXISTS observations_staging "
-    "(LIKE observations INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS observations_staging (LIKE observations INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
 _INSERT_FROM_STAGING = (
     f"INSERT INTO observations ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM observations_staging "  # noqa: S608 - constant columns
@@ -118,7 +117,9 @@ class TimescaleStore:
                     async with connection.transaction():
                         await connection.execute(migration.sql)
                         await connection.execute(
-                            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", migration.version, migration.name,
+                            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                            migration.version,
+                            migration.name,
                         )
             finally:
                 await connection.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
@@ -158,7 +159,9 @@ class TimescaleStore:
 
     async def list_devices(self) -> list[DeviceRecord]:
         async with _translated("list devices"):
-            rows = await self._pool.fetch("SELECT resource_id, device_id, kind, display_name FROM devices ORDER BY created_at, device_id")
+            rows = await self._pool.fetch(
+                "SELECT resource_id, device_id, kind, display_name FROM devices ORDER BY created_at, device_id"
+            )
         return [DeviceRecord(row["resource_id"], row["device_id"], row["kind"], row["display_name"]) for row in rows]
 
     async def assign_device(self, device_id: str, patient_id: str, valid_from: datetime | None) -> AssignmentRecord:
@@ -199,7 +202,7 @@ class TimescaleStore:
                 "WHERE d.device_id = ANY($1::text[])",
                 list(device_ids),
             )
-        return group_registrations(rows)
+        return group_registrations([dict(row) for row in rows])
 
     # -- observations and quarantine ----------------------------------------------------------
 

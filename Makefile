@@ -1,0 +1,39 @@
+# One entry point for people and CI. `make test` sets up everything the tests need on a bare
+# Debian machine (TimescaleDB, Mosquitto, the virtualenv) and runs lint, types and tests.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+PYTEST_ARGS ?=
+
+.PHONY: setup services venv check lint types test demo serve clean
+
+setup: services venv
+
+services:
+	bash scripts/setup-services.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/setup-python.sh
+	VENV=$(VENV) bash scripts/setup-python.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: venv
+	$(BIN)/mypy
+
+check: lint types
+
+test: setup check
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: venv
+	$(BIN)/pulsebridge demo --port $(PORT)
+
+serve: venv
+	$(BIN)/pulsebridge serve
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,125 @@
+"""One contract, two adapters: every test here runs against TimescaleDB and SQLite."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from device_adapters.errors import NotFoundError, RegistryError
+from device_adapters.readings import Quantity, Reading
+from fhir_mapper.observation import Attribution, MappedObservation, map_reading
+from gateway.storage import ObservationQuery, ObservationStore, QuarantineEntry, TimeCondition
+
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+
+
+def _observation(device: uuid.UUID, patient: str, kind: str, at: datetime, value: int) -> MappedObservation:
+    reading = Reading("dev-1", kind, at, quantity=Quantity(Decimal(value), "/min"))
+    return map_reading(reading, Attribution(patient, device, "dev-1"), T0 + timedelta(days=30), source="mqtt")
+
+
+def _quarantine(payload: bytes, reason: str = "malformed_json") -> QuarantineEntry:
+    return QuarantineEntry(T0, "mqtt", "pulsebridge/v1/devices/x/readings", "x", "decode", reason, "bad", payload)
+
+
+async def test_migrate_is_idempotent(store: ObservationStore) -> None:
+    await store.migrate()
+    await store.migrate()
+    assert await store.list_patients() == []
+
+
+async def test_registry_and_time_bounded_assignment(store: ObservationStore) -> None:
+    await store.add_patient("pat-a", "Ada", "MRN-1")
+    await store.add_patient("pat-b", None, None)
+    device = await store.add_device("cuff-1", "cuff", "Blood pressure monitor")
+    with pytest.raises(RegistryError):
+        await store.add_patient("pat-a", "Again", None)
+    with pytest.raises(RegistryError):
+        await store.add_device("cuff-1", None, None)
+    with pytest.raises(NotFoundError):
+        await store.assign_device("nope", "pat-a", None)
+    with pytest.raises(NotFoundError):
+        await store.assign_device("cuff-1", "nobody", None)
+
+    first = await store.assign_device("cuff-1", "pat-a", None)
+    assert first.valid_from is None
+    assert await store.assign_device("cuff-1", "pat-a", None) == first  # assigning again changes nothing
+    lent = T0 + timedelta(days=1)
+    await store.assign_device("cuff-1", "pat-b", lent)
+    with pytest.raises(RegistryError):
+        await store.assign_device("cuff-1", "pat-a", lent - timedelta(hours=1))  # must start after B's
+
+    registrations = await store.registrations(["cuff-1", "unknown"])
+    assert set(registrations) == {"cuff-1"}
+    registration = registrations["cuff-1"]
+    assert registration.device == device
+    assert registration.patient_at(T0 - timedelta(days=365)) == "pat-a"
+    assert registration.patient_at(lent - timedelta(microseconds=1)) == "pat-a"
+    assert registration.patient_at(lent) == "pat-b"
+    assert [p.id for p in await store.list_patients()] == ["pat-a", "pat-b"]
+    assert [d.device_id for d in await store.list_devices()] == ["cuff-1"]
+
+
+async def test_write_batch_stores_once_and_counts_duplicates(store: ObservationStore) -> None:
+    device = uuid.uuid4()
+    first = [_observation(device, "p", "heart_rate", T0 + timedelta(minutes=i), 60 + i) for i in range(5)]
+    result = await store.write_batch(first, [])
+    assert (result.inserted, result.duplicates) == (5, 0)
+    again = [*first[2:], first[2], _observation(device, "p", "heart_rate", T0 + timedelta(minutes=9), 99)]
+    result = await store.write_batch(again, [])
+    assert (result.inserted, result.duplicates) == (1, 4)
+    rows = await store.search_observations(ObservationQuery(patient_id="p", count=100))
+    assert len(rows) == 6
+    assert len({row.reading_key for row in rows}) == 6
+
+
+async def test_stored_resource_is_returned_byte_for_byte_equivalent(store: ObservationStore) -> None:
+    observation = _observation(uuid.uuid4(), "p", "heart_rate", T0, 61)
+    await store.write_batch([observation], [])
+    stored = await store.get_observation(observation.reading_key)
+    assert stored is not None
+    assert orjson.loads(stored) == orjson.loads(observation.resource)
+    assert await store.get_observation(uuid.uuid4()) is None
+
+
+async def test_quarantine_counts_the_same_input_on_one_row(store: ObservationStore) -> None:
+    await store.write_batch([], [_quarantine(b"{"), _quarantine(b"{"), _quarantine(b"[")])
+    await store.write_batch([], [_quarantine(b"{")])
+    rows = await store.list_quarantine(10)
+    assert sorted((row.payload, row.seen_count) for row in rows) == [(b"[", 1), (b"{", 3)]
+    assert {row.reason for row in rows} == {"malformed_json"}
+
+
+async def test_batch_with_observations_and_quarantine_commits_together(store: ObservationStore) -> None:
+    observation = _observation(uuid.uuid4(), "p", "heart_rate", T0, 70)
+    result = await store.write_batch([observation], [_quarantine(b"\x00", "malformed_frame")])
+    assert (result.inserted, result.quarantined) == (1, 1)
+    assert len(await store.list_quarantine(10)) == 1
+
+
+async def test_search_filters_order_and_cursor(store: ObservationStore) -> None:
+    device = uuid.uuid4()
+    batch = [_observation(device, "a", "heart_rate", T0 + timedelta(hours=i), 60 + i) for i in range(6)]
+    batch += [_observation(device, "a", "pulse_rate", T0 + timedelta(hours=i), 70 + i) for i in range(3)]
+    batch += [_observation(device, "b", "heart_rate", T0 + timedelta(hours=i), 80 + i) for i in range(2)]
+    await store.write_batch(batch, [])
+
+    newest = await store.search_observations(ObservationQuery(patient_id="a", kinds=frozenset({"heart_rate"}), count=4))
+    assert [row.time for row in newest] == [T0 + timedelta(hours=h) for h in (5, 4, 3, 2)]
+    rest = await store.search_observations(
+        ObservationQuery(
+            patient_id="a", kinds=frozenset({"heart_rate"}), count=4, after=(newest[-1].time, newest[-1].reading_key)
+        ),
+    )
+    assert [row.time for row in rest] == [T0 + timedelta(hours=h) for h in (1, 0)]
+
+    window = (TimeCondition(">=", T0 + timedelta(hours=1)), TimeCondition("<", T0 + timedelta(hours=3)))
+    oldest_first = await store.search_observations(ObservationQuery(patient_id="a", time=window, newest_first=False))
+    assert [row.time for row in oldest_first] == [T0 + timedelta(hours=h) for h in (1, 1, 2, 2)]
+    assert await store.search_observations(ObservationQuery(kinds=frozenset())) == []
+    assert len(await store.search_observations(ObservationQuery(count=100))) == 11
+    assert len(await store.search_observations(ObservationQuery(patient_id="b"))) == 2
