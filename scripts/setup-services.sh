@@ -79,7 +79,9 @@ run_logged_in() {
     local dir=$1 what=$2
     shift 2
     printf '\n### %s (in %s): %s\n' "$what" "$dir" "$*" >>"$LOG"
-    if ! (cd "$dir" && "$@") >>"$LOG" 2>&1; then
+    # 9>&-: daemons started here (postmaster, mosquitto, apt postinsts) must not inherit the
+    # run lock's descriptor, or they would hold the lock for their whole life.
+    if ! (cd "$dir" && "$@") 9>&- >>"$LOG" 2>&1; then
         die "$what failed (command: $*)"
     fi
 }
@@ -211,10 +213,15 @@ tsdb_installed() {
         compgen -G "$libdir/timescaledb-[0-9]*.so" >/dev/null
 }
 
+os_codename() {
+    # shellcheck source=/dev/null
+    (. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+}
+
 # The machine's own Debian archive URI (never hard-coded), from deb822 or one-line sources.
 debian_archive_uri() {
     local codename uri=""
-    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+    codename=$(os_codename)
     if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
         uri=$(awk -v want="$codename" '
             function flush() {
@@ -248,7 +255,7 @@ debian_archive_uri() {
 build_timescaledb() {
     local uri keyring="" pgc before after
     uri=$(debian_archive_uri) ||
-        die "no Debian archive URI for $(. /etc/os-release && echo "$VERSION_CODENAME") found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
+        die "no Debian archive URI for $(os_codename) found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
     [[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] &&
         keyring="[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
 

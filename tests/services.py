@@ -123,3 +123,10 @@ class GatewayProcess:
 
     def log(self) -> str:
         return self._log_path.read_text(errors="replace")[-4000:] if self._log_path.exists() else ""
+
+
+def cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``pulsebridge`` as a user would (through the installed module)."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
