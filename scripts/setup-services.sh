@@ -315,9 +315,11 @@ split_libs() { tr ',' '\n' <<<"$1" | sed -e 's/^[[:space:]"]*//' -e 's/[[:space:
 
 ensure_preload() {
     # Value as the config files (incl. postgresql.auto.conf) say now; last occurrence wins.
+    # (No filter on pg_file_settings.error: a value that differs from the running one reads
+    # "setting could not be applied" until the restart, and must still be kept.)
     local file_value running restart_reason="" libs=() lib sql
     file_value=$(pg_sql "SELECT setting FROM pg_file_settings
-                          WHERE name = 'shared_preload_libraries' AND error IS NULL
+                          WHERE name = 'shared_preload_libraries'
                           ORDER BY seqno DESC LIMIT 1")
     if ! split_libs "$file_value" | grep -qx timescaledb; then
         mapfile -t libs < <(split_libs "$file_value")
