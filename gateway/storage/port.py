@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from device_adapters.errors import RegistryError
 from device_adapters.readings import require_aware
 
 if TYPE_CHECKING:
@@ -173,11 +174,46 @@ class ObservationStore(Protocol):
     async def list_quarantine(self, limit: int) -> list[QuarantineRow]: ...
 
 
-def assignment_start(valid_from: datetime | None, *, has_history: bool) -> datetime | None:
-    """A device's first assignment covers all its readings unless told otherwise; a later one starts now."""
-    if valid_from is not None:
-        return valid_from
-    return datetime.now(UTC) if has_history else None
+@dataclass(frozen=True, slots=True)
+class OpenAssignment:
+    """The assignment a device has now (its ``valid_to`` is open), as a store row."""
+
+    row_id: int
+    patient_id: str
+    valid_from: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentPlan:
+    """What an assign command must write: nothing, or close ``close_row_id`` and open one at ``start``."""
+
+    record: AssignmentRecord
+    unchanged: bool
+    close_row_id: int | None
+
+
+def plan_assignment(
+    device_id: str,
+    patient_id: str,
+    valid_from: datetime | None,
+    *,
+    current: OpenAssignment | None,
+    has_history: bool,
+) -> AssignmentPlan:
+    """Decide what an assign command writes.
+
+    A device's first assignment covers all its readings unless ``valid_from`` says otherwise; a
+    reassignment starts at ``valid_from`` or now, and must start after the current one began.
+    """
+    if current is not None and current.patient_id == patient_id and valid_from is None:
+        unchanged = AssignmentRecord(device_id, patient_id, current.valid_from, None)
+        return AssignmentPlan(unchanged, unchanged=True, close_row_id=None)
+    start = valid_from if valid_from is not None else (datetime.now(UTC) if has_history else None)
+    if current is not None and (start is None or (current.valid_from is not None and start <= current.valid_from)):
+        msg = f"device {device_id!r} is assigned since {current.valid_from}: the new assignment must start later"
+        raise RegistryError(msg)
+    closing = None if current is None else current.row_id
+    return AssignmentPlan(AssignmentRecord(device_id, patient_id, start, None), unchanged=False, close_row_id=closing)
 
 
 def group_registrations(rows: Sequence[Mapping[str, Any]]) -> dict[str, DeviceRegistration]:

@@ -21,13 +21,14 @@ from gateway.storage.port import (
     DeviceRecord,
     DeviceRegistration,
     ObservationQuery,
+    OpenAssignment,
     PatientRecord,
     QuarantineEntry,
     QuarantineRow,
     StoredObservation,
     WriteResult,
-    assignment_start,
     group_registrations,
+    plan_assignment,
 )
 
 if TYPE_CHECKING:
@@ -203,21 +204,25 @@ class SqliteStore:
                 "SELECT id, patient_id, valid_from, valid_to FROM device_assignments WHERE device_resource_id = ?",
                 (device["resource_id"],),
             ).fetchall()
-            current = next((row for row in history if row["valid_to"] is None), None)
-            if current is not None and current["patient_id"] == patient_id and valid_from is None:
-                return AssignmentRecord(device_id, patient_id, _instant(current["valid_from"]), None)
-            start = assignment_start(valid_from, has_history=bool(history))
-            if current is not None:
-                current_start = _instant(current["valid_from"])
-                if start is None or (current_start is not None and start <= current_start):
-                    msg = f"device {device_id!r} is assigned since {current_start}: the new assignment must start later"
-                    raise RegistryError(msg)
-                connection.execute("UPDATE device_assignments SET valid_to = ? WHERE id = ?", (_micros(start), current["id"]))
+            current = next(
+                (
+                    OpenAssignment(row["id"], row["patient_id"], _instant(row["valid_from"]))
+                    for row in history
+                    if row["valid_to"] is None
+                ),
+                None,
+            )
+            plan = plan_assignment(device_id, patient_id, valid_from, current=current, has_history=bool(history))
+            if plan.unchanged:
+                return plan.record
+            start = plan.record.valid_from
+            if plan.close_row_id is not None and start is not None:
+                connection.execute("UPDATE device_assignments SET valid_to = ? WHERE id = ?", (_micros(start), plan.close_row_id))
             connection.execute(
                 "INSERT INTO device_assignments (device_resource_id, patient_id, valid_from, created_at) VALUES (?, ?, ?, ?)",
                 (device["resource_id"], patient_id, None if start is None else _micros(start), _micros(datetime.now(UTC))),
             )
-            return AssignmentRecord(device_id, patient_id, start, None)
+            return plan.record
 
         return await self._transaction("assign a device", work)
 

@@ -23,13 +23,14 @@ from gateway.storage.port import (
     DeviceRecord,
     DeviceRegistration,
     ObservationQuery,
+    OpenAssignment,
     PatientRecord,
     QuarantineEntry,
     QuarantineRow,
     StoredObservation,
     WriteResult,
-    assignment_start,
     group_registrations,
+    plan_assignment,
 )
 
 if TYPE_CHECKING:
@@ -179,20 +180,21 @@ class TimescaleStore:
                 "SELECT id, patient_id, valid_from, valid_to FROM device_assignments WHERE device_resource_id = $1",
                 resource_id,
             )
-            current = next((row for row in history if row["valid_to"] is None), None)
-            if current is not None and current["patient_id"] == patient_id and valid_from is None:
-                return AssignmentRecord(device_id, patient_id, current["valid_from"], None)
-            start = assignment_start(valid_from, has_history=bool(history))
-            if current is not None:
-                if start is None or (current["valid_from"] is not None and start <= current["valid_from"]):
-                    msg = f"device {device_id!r} is assigned since {current['valid_from']}: the new assignment must start later"
-                    raise RegistryError(msg)
-                await connection.execute("UPDATE device_assignments SET valid_to = $1 WHERE id = $2", start, current["id"])
+            open_rows = [row for row in history if row["valid_to"] is None]
+            current = (
+                OpenAssignment(open_rows[0]["id"], open_rows[0]["patient_id"], open_rows[0]["valid_from"]) if open_rows else None
+            )
+            plan = plan_assignment(device_id, patient_id, valid_from, current=current, has_history=bool(history))
+            if plan.unchanged:
+                return plan.record
+            start = plan.record.valid_from
+            if plan.close_row_id is not None:
+                await connection.execute("UPDATE device_assignments SET valid_to = $1 WHERE id = $2", start, plan.close_row_id)
             await connection.execute(
                 "INSERT INTO device_assignments (device_resource_id, patient_id, valid_from) VALUES ($1, $2, $3)",
                 resource_id, patient_id, start,
             )  # fmt: skip
-        return AssignmentRecord(device_id, patient_id, start, None)
+        return plan.record
 
     async def registrations(self, device_ids: Collection[str]) -> dict[str, DeviceRegistration]:
         async with _translated("resolve devices"):
