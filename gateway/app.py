@@ -48,11 +48,15 @@ def create_app(settings: GatewaySettings, *, extensions: Sequence[Extension] = (
             source = MqttSource(settings.mqtt, SUBSCRIPTION)
             runtime = Runtime(settings, store, pipeline, source)
             app.state.runtime = runtime
-            tasks = [
-                asyncio.create_task(pipeline.run(), name="ingest-pipeline"),
-                asyncio.create_task(_feed(source, pipeline), name="mqtt-source"),
-            ]
-            stack.push_async_callback(_cancel, tasks)
+            runtime.tasks.extend(
+                [
+                    asyncio.create_task(pipeline.run(), name="ingest-pipeline"),
+                    asyncio.create_task(_feed(source, pipeline), name="mqtt-source"),
+                ],
+            )
+            for task in runtime.tasks:
+                task.add_done_callback(_report_stop)
+            stack.push_async_callback(_cancel, runtime.tasks)
             for extension in extensions:
                 await stack.enter_async_context(extension(runtime))
             logger.info("PulseBridge %s ready", __version__)
@@ -63,6 +67,11 @@ def create_app(settings: GatewaySettings, *, extensions: Sequence[Extension] = (
     app.include_router(fhir_router)
     app.include_router(health_router)
     return app
+
+
+def _report_stop(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.critical("%s stopped: ingest is down until the gateway restarts", task.get_name(), exc_info=task.exception())
 
 
 async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from device_adapters.mqtt.source import MqttSource
 from edge_config import GatewaySettings
@@ -16,3 +17,8 @@ class Runtime:
     store: ObservationStore
     pipeline: IngestPipeline
     source: MqttSource
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def stopped_tasks(self) -> list[str]:
+        """Background tasks that ended: ingest has stopped, which health must report."""
+        return [task.get_name() for task in self.tasks if task.done()]

@@ -9,8 +9,10 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from device_adapters.errors import NormalizeError, ReasonCode, ValidationError
+from device_adapters.errors import InputRejectedError, NormalizeError, ReasonCode, ValidationError
 from device_adapters.readings import Quantity, Reading
 from fhir_mapper.catalogue import CATALOGUE, kinds_for_token
 from fhir_mapper.identity import reading_key
@@ -166,3 +168,39 @@ def test_code_tokens_find_kinds_by_loinc_and_mdc() -> None:
     assert kinds_for_token(None, "8867-4") == {"heart_rate", "pulse_rate"}
     assert kinds_for_token("urn:iso:std:iso:11073:10101", "147842") == {"heart_rate"}
     assert kinds_for_token("http://loinc.org", "147842") == frozenset()
+
+
+_values = st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**11), max_value=10**11, places=3)
+_units = st.sampled_from(
+    ["/min", "bpm", "%", "Cel", "°F", "kg", "lbs", "g", "cm", "m", "in", "mmHg", "kPa", "kg/m2", "parsec", " kg "]
+)
+_kinds = st.sampled_from([*sorted(CATALOGUE), "mood"])
+# hypothesis takes naive bounds and attaches the zone itself
+_times = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))  # noqa: DTZ001
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    _kinds,
+    _values,
+    _units,
+    _times,
+    st.lists(st.sampled_from(["systolic", "diastolic", "mean", "pulse"]), max_size=4, unique=True),
+)
+def test_any_parsed_reading_maps_or_is_rejected_with_a_reason(
+    kind: str, value: Decimal, unit: str, at: datetime, component_names: list[str]
+) -> None:
+    if component_names:
+        reading = Reading("w", kind, at, components=tuple((name, Quantity(value, unit)) for name in component_names))
+    else:
+        reading = Reading("w", kind, at, quantity=Quantity(value, unit))
+    try:
+        mapped = map_reading(reading, WHO, RECEIVED, source="mqtt")
+    except InputRejectedError as exc:
+        rejected: InputRejectedError | None = exc
+    else:
+        rejected = None
+        assert mapped.kind == kind
+        assert orjson.loads(mapped.resource)["resourceType"] == "Observation"
+    if rejected is not None:
+        assert rejected.reason in ReasonCode

@@ -24,11 +24,16 @@ async def healthz(rt: RuntimeDep) -> Response:
     broker: dict[str, object] = {"status": "up" if rt.source.connected else "down"}
     if not rt.source.connected and rt.source.last_error:
         broker["error"] = rt.source.last_error
-    healthy = database["status"] == "up" and broker["status"] == "up"
+    stopped = rt.stopped_tasks()
+    healthy = database["status"] == "up" and broker["status"] == "up" and not stopped
     body = {
         "status": "pass" if healthy else "fail",
         "database": database,
         "broker": broker,
-        "ingest": {**dataclasses.asdict(rt.pipeline.stats), "queue_depth": rt.pipeline.queue_depth},
+        "ingest": {
+            "status": "stopped" if stopped else "running",
+            **dataclasses.asdict(rt.pipeline.stats),
+            "queue_depth": rt.pipeline.queue_depth,
+        },
     }
     return Response(dumps(body), status_code=200 if healthy else 503, media_type="application/json")
