@@ -63,10 +63,10 @@ class IngestStats:
 
 
 @dataclass(frozen=True, slots=True)
-class _Frame:
-    delivery: Delivery
-    device_id: str | None
-    decoded: FrameDecode | None
+class _DecodedFrame:
+    frame: RawFrame
+    device_id: str
+    decoded: FrameDecode
 
 
 class IngestPipeline:
@@ -126,7 +126,7 @@ class IngestPipeline:
 
     async def store_batch(self, batch: Sequence[Delivery]) -> WriteResult:
         """Decode, attribute and map ``batch``, then commit it in one transaction (no ack)."""
-        frames: list[_Frame] = []
+        frames: list[_DecodedFrame] = []
         quarantine: list[QuarantineEntry] = []
         for delivery in batch:
             device_id: str | None = None
@@ -135,20 +135,18 @@ class IngestPipeline:
                 decoded = self._decoder.decode(delivery.frame, device_id)
             except InputRejectedError as exc:
                 quarantine.append(_entry(delivery.frame, device_id, exc, None))
-                frames.append(_Frame(delivery, None, None))
                 continue
-            frames.append(_Frame(delivery, device_id, decoded))
             quarantine.extend(_entry(delivery.frame, device_id, error, index) for index, error in decoded.rejections)
+            if decoded.readings:
+                frames.append(_DecodedFrame(delivery.frame, device_id, decoded))
 
-        registrations = await self._store.registrations({f.device_id for f in frames if f.device_id is not None})
+        registrations = await self._store.registrations({item.device_id for item in frames})
         observations: list[MappedObservation] = []
         for item in frames:
-            if item.decoded is None or item.device_id is None or not item.decoded.readings:
-                continue
             registration = registrations.get(item.device_id)
             if registration is None:
                 error = IdentityError(ReasonCode.UNKNOWN_DEVICE, f"device {item.device_id!r} is not registered")
-                quarantine.append(_entry(item.delivery.frame, item.device_id, error, None))
+                quarantine.append(_entry(item.frame, item.device_id, error, None))
                 continue
             observations_for, rejected = self._map_frame(item, registration)
             observations.extend(observations_for)
@@ -162,10 +160,10 @@ class IngestPipeline:
         self.stats.quarantined += result.quarantined
         return result
 
-    def _map_frame(self, item: _Frame, registration: DeviceRegistration) -> tuple[list[MappedObservation], list[QuarantineEntry]]:
-        assert item.decoded is not None  # noqa: S101 - narrowed by the caller
-        assert item.device_id is not None  # noqa: S101
-        frame = item.delivery.frame
+    def _map_frame(
+        self, item: _DecodedFrame, registration: DeviceRegistration
+    ) -> tuple[list[MappedObservation], list[QuarantineEntry]]:
+        frame = item.frame
         mapped: list[MappedObservation] = []
         rejected: list[QuarantineEntry] = []
         for reading in item.decoded.readings:

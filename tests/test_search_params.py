@@ -77,7 +77,7 @@ def test_repeated_code_parameters_intersect() -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [[("patient", "Patient/a b")], [("patient", "a"), ("subject", "Patient/b")], [("_count", "-1")], [("_sort", "value")],
+    [[("patient", "Patient/a b")], [("patient:Patient", "a")], [("code:text", "heart")], [("patient", "a"), ("subject", "Patient/b")], [("_count", "-1")], [("_sort", "value")],
      [("_cursor", "!!!")]],
 )  # fmt: skip
 def test_invalid_parameters(params: list[tuple[str, str]]) -> None:

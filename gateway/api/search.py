@@ -98,6 +98,10 @@ def parse_observation_search(params: Sequence[tuple[str, str]], settings: ApiSet
         if handler is not None:
             handler(search, name, value)
             continue
+        base, _, modifier = name.partition(":")
+        if modifier and base in _HANDLERS:
+            # Ignoring a modifier would widen the search (patient:missing=…): refuse it instead.
+            raise SearchError(f"{name}: the :{modifier} modifier is not supported")
         message = f"unknown or unsupported search parameter {name!r}"
         if strict:
             raise SearchError(message)

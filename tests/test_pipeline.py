@@ -1,0 +1,81 @@
+"""The ingest pipeline on both stores: attribution by device time, partial frames, acks after commit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from device_adapters.readings import Delivery, RawFrame
+from edge_config import IngestSettings
+from fhir_mapper.validation import validate_resource
+from gateway.pipeline import IngestPipeline
+from gateway.storage import ObservationQuery, ObservationStore
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+LENT = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+def _delivery(device: str, payload: object | bytes, acks: list[str], label: str) -> Delivery:
+    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    frame = RawFrame("mqtt", f"pulsebridge/v1/devices/{device}/readings", body, NOW)
+    return Delivery(frame, lambda: acks.append(label))
+
+
+def _hr(at: datetime, value: int = 70) -> dict[str, object]:
+    return {"type": "heart_rate", "value": value, "unit": "/min", "time": at.isoformat()}
+
+
+async def test_batch_attributes_by_device_time_and_acks_everything_once(store: ObservationStore) -> None:
+    await store.add_patient("ada", None, None)
+    await store.add_patient("bob", None, None)
+    await store.add_device("cuff-1", "cuff", None)
+    await store.assign_device("cuff-1", "ada", None)
+    await store.assign_device("cuff-1", "bob", LENT)
+    await store.add_device("spare", None, None)  # registered, never assigned
+    pipeline = IngestPipeline(store, IngestSettings())
+    acks: list[str] = []
+    batch = [
+        _delivery(
+            "cuff-1", [_hr(LENT - timedelta(hours=1)), _hr(LENT + timedelta(hours=1)), {"type": "heart_rate"}], acks, "mixed"
+        ),
+        _delivery("spare", _hr(NOW), acks, "unpaired"),
+        _delivery("ghost", _hr(NOW), acks, "unknown"),
+        _delivery("cuff-1", b"\xff", acks, "garbage"),
+        _delivery("cuff-1", _hr(NOW + timedelta(hours=1)), acks, "future"),
+    ]
+    result = await pipeline.store_until_committed(batch)
+    assert (result.inserted, result.duplicates, result.quarantined) == (2, 0, 5)
+    assert acks == ["mixed", "unpaired", "unknown", "garbage", "future"]
+
+    ada = await store.search_observations(ObservationQuery(patient_id="ada"))
+    bob = await store.search_observations(ObservationQuery(patient_id="bob"))
+    assert [row.time for row in ada] == [LENT - timedelta(hours=1)]
+    assert [row.time for row in bob] == [LENT + timedelta(hours=1)]
+    for row in ada + bob:
+        validate_resource(row.resource.encode())
+    reasons = sorted((row.reason, row.stage, row.item_index) for row in await store.list_quarantine(10))
+    assert reasons == [
+        ("future_timestamp", "validate", 0),
+        ("malformed_json", "decode", None),
+        ("timestamp_missing", "decode", 2),
+        ("unknown_device", "identity", None),
+        ("unpaired_device", "identity", 0),
+    ]
+
+    again = await pipeline.store_until_committed(batch)  # a broker redelivering the whole batch
+    assert (again.inserted, again.duplicates) == (0, 2)
+    assert len(await store.search_observations(ObservationQuery())) == 2
+    assert {row.seen_count for row in await store.list_quarantine(10)} == {2}
+    assert pipeline.stats.stored == 2
+    assert pipeline.stats.duplicates == 2
+
+
+async def test_topic_outside_the_native_scheme_is_quarantined(store: ObservationStore) -> None:
+    pipeline = IngestPipeline(store, IngestSettings())
+    acks: list[str] = []
+    frame = RawFrame("mqtt", "pulsebridge/v1/devices/a+b/readings", b"{}", NOW)
+    await pipeline.store_until_committed([Delivery(frame, lambda: acks.append("bad-topic"))])
+    (row,) = await store.list_quarantine(10)
+    assert (row.reason, row.device_id, row.channel) == ("malformed_frame", None, frame.channel)
+    assert acks == ["bad-topic"]
