@@ -127,7 +127,9 @@ def _serve(settings: GatewaySettings) -> None:
     from gateway.app import create_app  # noqa: PLC0415
 
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
+    # Migrate before the server starts: an unreachable database is a one-line error, not a traceback.
+    _with_store(settings, lambda store: store.migrate())
+    app = create_app(settings, migrate=False)
     uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_level=settings.log_level.lower(), lifespan="on")
 
 

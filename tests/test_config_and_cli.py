@@ -86,3 +86,10 @@ def test_registry_commands_on_the_embedded_store(tmp_path: Path) -> None:
         assert result.returncode == 2, args
         assert result.stderr.count("\n") == 1, result.stderr
         assert message in result.stderr
+
+
+def test_serve_with_an_unreachable_database_fails_in_one_line() -> None:
+    result = cli({"PULSEBRIDGE_DATABASE__URL": "postgresql://127.0.0.1:1/nowhere"}, "serve")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "database unavailable" in result.stderr

@@ -79,7 +79,7 @@ class SqliteStore:
 
         try:
             return cls(await asyncio.to_thread(connect))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             msg = f"cannot open the SQLite store at {path}: {exc}"
             raise StorageUnavailableError(msg) from exc
 
