@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 
 DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 """A device's own id: one MQTT topic level, no wildcards, no separators."""
@@ -51,6 +52,30 @@ class Quantity:
             raise ValueError(msg)
 
 
+class AbsentReason(StrEnum):
+    """Why a reading carries no value: the IEEE 11073 special values, named as FHIR names them."""
+
+    NOT_A_NUMBER = "not-a-number"
+    """NaN: the device has no valid result."""
+    ERROR = "error"
+    """NRes (not at this resolution) and the reserved values: the device could not measure."""
+    POSITIVE_INFINITY = "positive-infinity"
+    """Above the device's range (a glucose meter's "HI")."""
+    NEGATIVE_INFINITY = "negative-infinity"
+    """Below the device's range (a glucose meter's "LO")."""
+    UNKNOWN = "unknown"
+
+
+class ReadingFlag(StrEnum):
+    """What a device says about its own result (range flags, as a clinician reads them)."""
+
+    HIGH = "high"
+    LOW = "low"
+    CRITICAL_HIGH = "critical_high"
+    CRITICAL_LOW = "critical_low"
+    ABNORMAL = "abnormal"
+
+
 @dataclass(frozen=True, slots=True)
 class Reading:
     """One physiological reading, as reported by one device, before normalization.
@@ -68,11 +93,22 @@ class Reading:
     components: tuple[tuple[str, Quantity], ...] = field(default=())
     index: int = 0
     """Position of the reading inside its frame (a frame may carry many)."""
+    absent: AbsentReason | None = None
+    """Set instead of a value when the device reported a special value (NaN, NRes, ±INF)."""
+    site: str | None = None
+    """Where on the body (temperature: ``oral``, ``axillary``…)."""
+    duration: timedelta | None = None
+    """For readings over an interval (steps, energy): the interval starting at ``time``."""
+    flags: frozenset[ReadingFlag] = frozenset()
 
     def __post_init__(self) -> None:
         require_aware("time", self.time)
-        if (self.quantity is None) == (not self.components):
-            msg = "a reading has either a quantity or components, not both or neither"
+        shapes = (self.quantity is not None) + bool(self.components) + (self.absent is not None)
+        if shapes != 1:
+            msg = "a reading has exactly one of a quantity, components or an absent reason"
+            raise ValueError(msg)
+        if self.duration is not None and self.duration < timedelta(0):
+            msg = f"duration must not be negative, got {self.duration}"
             raise ValueError(msg)
 
 

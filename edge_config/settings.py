@@ -7,6 +7,7 @@ value came from. Nested keys are overridden with ``__``:
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -93,6 +94,12 @@ class ApiSettings(_Section):
     max_count: int = Field(default=1000, ge=1, le=10_000)
 
 
+class PlausibleRangeSettings(_Section):
+    low: Decimal
+    high: Decimal
+    unit: str | None = Field(default=None, description="canonical unit of the bounds, for kinds stored in several (glucose)")
+
+
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PULSEBRIDGE_",
@@ -106,6 +113,16 @@ class GatewaySettings(BaseSettings):
     http: HttpSettings = HttpSettings()
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
+    plausibility: dict[str, PlausibleRangeSettings] = Field(
+        default_factory=dict,
+        description="override a kind's plausible range: heart_rate, blood_pressure.systolic, blood_glucose (with unit)…",
+    )
+    gateway_name: str = Field(
+        default="pulsebridge",
+        min_length=1,
+        max_length=64,
+        description="names this gateway's own FHIR Device (every Observation's gatewayDevice)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

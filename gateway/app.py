@@ -21,7 +21,7 @@ from gateway import __version__
 from gateway.api.errors import install_error_handlers
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
-from gateway.pipeline import IngestPipeline
+from gateway.pipeline import IngestPipeline, mapper_for
 from gateway.runtime import Runtime
 from gateway.storage import open_store
 
@@ -44,7 +44,7 @@ def create_app(settings: GatewaySettings, *, extensions: Sequence[Extension] = (
             stack.push_async_callback(store.close)
             if migrate:
                 await store.migrate()
-            pipeline = IngestPipeline(store, settings.ingest)
+            pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings))
             source = MqttSource(settings.mqtt, SUBSCRIPTION)
             runtime = Runtime(settings, store, pipeline, source)
             app.state.runtime = runtime

@@ -18,11 +18,25 @@ from typing import Protocol
 from device_adapters.errors import IdentityError, InputRejectedError, ReasonCode, StorageError
 from device_adapters.mqtt.native import FrameDecode, decode_payload, device_from_topic
 from device_adapters.readings import Delivery, RawFrame
-from edge_config import IngestSettings
-from fhir_mapper.observation import Attribution, MappedObservation, map_reading
-from gateway.storage import DeviceRegistration, ObservationStore, QuarantineEntry, WriteResult
+from edge_config import GatewaySettings, IngestSettings
+from fhir_mapper.devices import gateway_device_id
+from fhir_mapper.observation import Attribution, MapperContext, MappingInput, ObservationMapper
+from fhir_mapper.plausibility import PlausibilityPolicy, RangeOverride
+from gateway.storage import ObservationStore, QuarantineEntry, WriteResult
 
 logger = logging.getLogger(__name__)
+
+
+def mapper_for(settings: GatewaySettings) -> ObservationMapper:
+    """The mapper the settings describe: this gateway's Device and the plausible ranges in force."""
+    overrides = {key: RangeOverride(value.low, value.high, value.unit) for key, value in settings.plausibility.items()}
+    return ObservationMapper(
+        MapperContext(
+            gateway_device_id=gateway_device_id(settings.gateway_name),
+            future_tolerance=timedelta(seconds=settings.ingest.future_tolerance_seconds),
+            plausibility=PlausibilityPolicy(overrides),
+        ),
+    )
 
 
 class FrameDecoder(Protocol):
@@ -70,12 +84,20 @@ class _DecodedFrame:
 
 
 class IngestPipeline:
-    def __init__(self, store: ObservationStore, settings: IngestSettings, decoder: FrameDecoder | None = None) -> None:
+    def __init__(
+        self,
+        store: ObservationStore,
+        settings: IngestSettings,
+        mapper: ObservationMapper | None = None,
+        decoder: FrameDecoder | None = None,
+    ) -> None:
         self._store = store
         self._settings = settings
+        self._mapper = mapper or ObservationMapper(
+            MapperContext(future_tolerance=timedelta(seconds=settings.future_tolerance_seconds))
+        )
         self._decoder = decoder or NativeFrameDecoder(settings)
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=settings.queue_size)
-        self._future_tolerance = timedelta(seconds=settings.future_tolerance_seconds)
         self.stats = IngestStats()
 
     @property
@@ -141,16 +163,30 @@ class IngestPipeline:
                 frames.append(_DecodedFrame(delivery.frame, device_id, decoded))
 
         registrations = await self._store.registrations({item.device_id for item in frames})
-        observations: list[MappedObservation] = []
+        inputs: list[MappingInput] = []
+        origins: list[tuple[RawFrame, str, int]] = []
         for item in frames:
             registration = registrations.get(item.device_id)
             if registration is None:
                 error = IdentityError(ReasonCode.UNKNOWN_DEVICE, f"device {item.device_id!r} is not registered")
                 quarantine.append(_entry(item.frame, item.device_id, error, None))
                 continue
-            observations_for, rejected = self._map_frame(item, registration)
-            observations.extend(observations_for)
-            quarantine.extend(rejected)
+            for reading in item.decoded.readings:
+                patient_id = registration.patient_at(reading.time)
+                if patient_id is None:
+                    detail = f"device {item.device_id!r} was not assigned to a patient at {reading.time.isoformat()}"
+                    quarantine.append(
+                        _entry(item.frame, item.device_id, IdentityError(ReasonCode.UNPAIRED_DEVICE, detail), reading.index)
+                    )
+                    continue
+                attribution = Attribution(patient_id, registration.device.resource_id, item.device_id)
+                inputs.append(MappingInput(reading, attribution, item.frame.received_at, item.frame.source))
+                origins.append((item.frame, item.device_id, reading.index))
+
+        observations, rejected = self._mapper.map_batch(inputs)
+        for position, rejection in rejected:
+            frame, device_id, index = origins[position]
+            quarantine.append(_entry(frame, device_id, rejection, index))
 
         result = await self._store.write_batch(observations, quarantine)
         self.stats.frames += len(batch)
@@ -159,30 +195,6 @@ class IngestPipeline:
         self.stats.duplicates += result.duplicates
         self.stats.quarantined += result.quarantined
         return result
-
-    def _map_frame(
-        self, item: _DecodedFrame, registration: DeviceRegistration
-    ) -> tuple[list[MappedObservation], list[QuarantineEntry]]:
-        frame = item.frame
-        mapped: list[MappedObservation] = []
-        rejected: list[QuarantineEntry] = []
-        for reading in item.decoded.readings:
-            try:
-                patient_id = registration.patient_at(reading.time)
-                if patient_id is None:
-                    raise IdentityError(
-                        ReasonCode.UNPAIRED_DEVICE,
-                        f"device {item.device_id!r} was not assigned to a patient at {reading.time.isoformat()}",
-                    )
-                attribution = Attribution(patient_id, registration.device.resource_id, item.device_id)
-                mapped.append(
-                    map_reading(
-                        reading, attribution, frame.received_at, source=frame.source, future_tolerance=self._future_tolerance
-                    ),
-                )
-            except InputRejectedError as exc:
-                rejected.append(_entry(frame, item.device_id, exc, reading.index))
-        return mapped, rejected
 
 
 def _entry(frame: RawFrame, device_id: str | None, error: InputRejectedError, index: int | None) -> QuarantineEntry:

@@ -22,7 +22,7 @@ from typing import Any
 
 from device_adapters.errors import DecodeError, IdentityError, InputRejectedError, ReasonCode
 from device_adapters.jsonwire import dumps, loads_strict
-from device_adapters.readings import DEVICE_ID_PATTERN, Quantity, Reading
+from device_adapters.readings import DEVICE_ID_PATTERN, AbsentReason, Quantity, Reading, ReadingFlag
 
 FORMAT_VERSION = "v1"
 TOPIC_PREFIX = "pulsebridge/v1/devices/"
@@ -37,7 +37,8 @@ _COMPONENT = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _RFC3339 = re.compile(
     r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})?",
 )
-_FIELDS = frozenset({"type", "value", "components", "unit", "time", "device_id"})
+_FIELDS = frozenset({"type", "value", "components", "absent", "unit", "time", "duration", "site", "status", "device_id"})
+_MAX_DURATION = Decimal(31 * 24 * 3600)
 _MAX_UNIT_CHARS = 32
 _MAX_COMPONENTS = 8
 # FHIR decimals are meant to round-trip through IEEE doubles: keep to what survives that.
@@ -117,10 +118,18 @@ def _reading_object(reading: Reading) -> dict[str, object]:
     if reading.quantity is not None:
         obj["value"] = reading.quantity.value
         obj["unit"] = reading.quantity.unit
-    else:
+    elif reading.components:
         obj["components"] = {name: quantity.value for name, quantity in reading.components}
         obj["unit"] = reading.components[0][1].unit
+    else:
+        obj["absent"] = str(reading.absent)
     obj["time"] = reading.time.isoformat()
+    if reading.duration is not None:
+        obj["duration"] = Decimal(reading.duration // timedelta(microseconds=1)).scaleb(-6).normalize()
+    if reading.site is not None:
+        obj["site"] = reading.site
+    if reading.flags:
+        obj["status"] = sorted(flag.value for flag in reading.flags)
     return obj
 
 
@@ -143,19 +152,63 @@ def _reading(item: object, device_id: str, index: int) -> Reading:
     if "time" not in item:
         raise DecodeError(ReasonCode.TIMESTAMP_MISSING, f"{where}: 'time' is missing")
     time = _time(item["time"], where)
-    unit = item.get("unit")
-    if not isinstance(unit, str) or not 0 < len(unit) <= _MAX_UNIT_CHARS:
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'unit' must be a string of 1 to {_MAX_UNIT_CHARS} characters")
-
-    has_value, has_components = "value" in item, "components" in item
-    if has_value == has_components:
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: give exactly one of 'value' or 'components'")
-    if has_value:
-        quantity = Quantity(_number(item["value"], f"{where}: 'value'"), unit)
-        return Reading(device_id=device_id, kind=kind, time=time, quantity=quantity, index=index)
+    site = _name(item.get("site"), f"{where}: 'site'")
+    duration = _duration(item.get("duration"), where)
+    flags = _flags(item.get("status"), where)
+    shapes = [name for name in ("value", "components", "absent") if name in item]
+    if len(shapes) != 1:
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: give exactly one of 'value', 'components' or 'absent'")
+    quantity: Quantity | None = None
+    components: tuple[tuple[str, Quantity], ...] = ()
+    absent: AbsentReason | None = None
+    if shapes == ["absent"]:
+        absent = _absent(item["absent"], where)
+    else:
+        unit = item.get("unit")
+        if not isinstance(unit, str) or not 0 < len(unit) <= _MAX_UNIT_CHARS:
+            raise DecodeError(
+                ReasonCode.MALFORMED_FRAME, f"{where}: 'unit' must be a string of 1 to {_MAX_UNIT_CHARS} characters"
+            )
+        if shapes == ["value"]:
+            quantity = Quantity(_number(item["value"], f"{where}: 'value'"), unit)
+        else:
+            components = _components(item["components"], unit, where)
     return Reading(
-        device_id=device_id, kind=kind, time=time, components=_components(item["components"], unit, where), index=index
+        device_id, kind, time, quantity, components, index=index, absent=absent, site=site, duration=duration, flags=flags
     )
+
+
+def _name(raw: object, what: str) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not _COMPONENT.fullmatch(raw):
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{what} must be a lower-case name such as 'oral'")
+    return raw
+
+
+def _duration(raw: object, where: str) -> timedelta | None:
+    if raw is None:
+        return None
+    seconds = _number(raw, f"{where}: 'duration'")
+    if not 0 <= seconds <= _MAX_DURATION:
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'duration' must be 0 to {_MAX_DURATION} seconds, got {seconds}")
+    return timedelta(microseconds=int(seconds * 1_000_000))
+
+
+def _flags(raw: object, where: str) -> frozenset[ReadingFlag]:
+    if raw is None:
+        return frozenset()
+    known = {flag.value: flag for flag in ReadingFlag}
+    if not isinstance(raw, list) or not all(isinstance(flag, str) and flag in known for flag in raw):
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'status' must be a list of {', '.join(sorted(known))}")
+    return frozenset(known[flag] for flag in raw)
+
+
+def _absent(raw: object, where: str) -> AbsentReason:
+    known = {reason.value: reason for reason in AbsentReason}
+    if not isinstance(raw, str) or raw not in known:
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'absent' must be one of {', '.join(sorted(known))}")
+    return known[raw]
 
 
 def _components(raw: object, unit: str, where: str) -> tuple[tuple[str, Quantity], ...]:
