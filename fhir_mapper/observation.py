@@ -190,7 +190,7 @@ class ObservationMapper:
         key = reading_key(
             attribution.device_id, attribution.patient_id, kind.name, reading.time, duration=reading.duration, site=reading.site,
         )  # fmt: skip
-        static = _static_parts(kind.name, reading.site, entry.unit.ucum)
+        static = static_parts(kind.name, reading.site, entry.unit.ucum)
         resource: dict[str, object] = {
             "resourceType": "Observation",
             "id": str(key),
@@ -269,7 +269,7 @@ def map_reading(
 
 
 @dataclass(frozen=True, slots=True)
-class _StaticParts:
+class StaticParts:
     meta: orjson.Fragment | None
     category: orjson.Fragment
     code: orjson.Fragment
@@ -277,7 +277,7 @@ class _StaticParts:
 
 
 @functools.cache
-def _static_parts(kind_name: str, site: str | None, unit: str) -> _StaticParts:
+def static_parts(kind_name: str, site: str | None, unit: str) -> StaticParts:
     """The parts of an Observation that depend only on kind, site and unit, serialized once."""
     kind = CATALOGUE[kind_name]
     codings = list(kind.codings)
@@ -299,7 +299,7 @@ def _static_parts(kind_name: str, site: str | None, unit: str) -> _StaticParts:
     if kind.profile is not None:
         meta = orjson.Fragment(orjson.dumps({"profile": [VITAL_SIGNS_PROFILE, PROFILE_BASE + kind.profile]}))
     code = {"coding": [coding.as_fhir() for coding in codings], "text": kind.text if site is None else f"{kind.text} ({site})"}
-    return _StaticParts(meta, orjson.Fragment(orjson.dumps(categories)), orjson.Fragment(orjson.dumps(code)), codings[0].code)
+    return StaticParts(meta, orjson.Fragment(orjson.dumps(categories)), orjson.Fragment(orjson.dumps(code)), codings[0].code)
 
 
 @functools.cache

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhir.resources.R4B.device import Device
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from pydantic import ValidationError as PydanticValidationError
@@ -21,6 +22,7 @@ _MODELS: dict[str, Any] = {
     "Observation": Observation,
     "Bundle": Bundle,
     "CapabilityStatement": CapabilityStatement,
+    "Device": Device,
     "OperationOutcome": OperationOutcome,
 }
 
