@@ -5,14 +5,17 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: setup services venv check lint types test demo serve clean
+.PHONY: setup services venv fixtures check lint types test demo serve bench clean
 
-setup: services venv
+setup: services venv fixtures
 
 services:
 	bash scripts/setup-services.sh
 
 venv: $(VENV)/.installed
+
+fixtures:
+	bash scripts/fetch-fhir-examples.sh
 
 $(VENV)/.installed: pyproject.toml scripts/setup-python.sh
 	VENV=$(VENV) bash scripts/setup-python.sh
