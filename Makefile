@@ -32,6 +32,9 @@ check: lint types
 test: setup check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+bench: venv
+	$(BIN)/python bench/mapping.py
+
 demo: venv
 	$(BIN)/pulsebridge demo --port $(PORT)
 

@@ -25,12 +25,12 @@ def if_none_exist(system: str, value: str) -> str:
 
 def create_entry(observation: MappedObservation) -> dict[str, object]:
     return {
-        "fullUrl": f"urn:uuid:{observation.reading_key}",
+        "fullUrl": f"urn:uuid:{observation.key}",
         "resource": orjson.Fragment(observation.resource),
         "request": {
             "method": "POST",
             "url": "Observation",
-            "ifNoneExist": if_none_exist(IDENTIFIER_SYSTEM, identifier_value(observation.reading_key)),
+            "ifNoneExist": if_none_exist(IDENTIFIER_SYSTEM, identifier_value(observation.key)),
         },
     }
 

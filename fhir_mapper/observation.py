@@ -1,61 +1,40 @@
 """Readings + attribution -> FHIR R4 Observations, ready to store.
 
-The hot path builds plain JSON (dicts with pre-serialized constant parts, written by orjson);
-:mod:`fhir_mapper.validation` checks every shape against the FHIR models in the tests.
+Two paths write the same JSON. The hot path takes the common reading (one value, no flags)
+and fills a per-(kind, unit, site) text template; every other shape goes through plain dicts
+serialized by orjson. ``tests/test_mapper.py`` checks that both write the same bytes, and
+:mod:`fhir_mapper.validation` checks every shape against the FHIR models.
 """
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from types import MappingProxyType
-
-import orjson
+from typing import NamedTuple
 
 from device_adapters.errors import InputRejectedError, NormalizeError, ReasonCode, ValidationError
 from device_adapters.jsonwire import dumps
-from device_adapters.readings import Quantity, Reading, ReadingFlag
-from fhir_mapper.catalogue import (
-    CATALOGUE,
-    LOINC,
-    OBSERVATION_CATEGORY,
-    PHD_CATEGORY,
-    PROFILE_BASE,
-    UCUM,
-    VITAL_SIGNS_PROFILE,
-    Coding,
-    ComponentSpec,
-    UnitChoice,
-    VitalKind,
+from device_adapters.readings import Quantity, Reading
+from fhir_mapper.catalogue import CATALOGUE, UCUM, ComponentSpec, UnitChoice, VitalKind
+from fhir_mapper.identity import IDENTIFIER_SYSTEM, identifier_value, key_text, utc_text, uuid5_text
+from fhir_mapper.plausibility import CheckedValues, PlausibilityPolicy
+from fhir_mapper.templates import (
+    INTERPRETATIONS,
+    ORIGINAL_QUANTITY_EXTENSION,
+    QuantityTemplate,
+    absent_reason,
+    component_code,
+    gateway_extension,
+    quantity_template,
+    references,
+    static_parts,
 )
-from fhir_mapper.identity import IDENTIFIER_SYSTEM, identifier_value, reading_key
-from fhir_mapper.plausibility import CheckedValue, PlausibilityPolicy
-from fhir_mapper.units import NormalizedQuantity, normalize
+from fhir_mapper.units import CONVERSIONS, Conversion, NormalizedQuantity, keep_significant_digits, normalize, to_ucum
 
-ORIGINAL_QUANTITY_EXTENSION = "https://pulsebridge.dev/fhir/StructureDefinition/original-quantity"
-GATEWAY_DEVICE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/observation-gatewayDevice"
-INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
-DATA_ABSENT_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 DEFAULT_FUTURE_TOLERANCE = timedelta(minutes=5)
-
-_INTERPRETATIONS: Mapping[ReadingFlag, Coding] = MappingProxyType({
-    ReadingFlag.HIGH: Coding(INTERPRETATION_SYSTEM, "H", "High"),
-    ReadingFlag.LOW: Coding(INTERPRETATION_SYSTEM, "L", "Low"),
-    ReadingFlag.CRITICAL_HIGH: Coding(INTERPRETATION_SYSTEM, "HH", "Critical high"),
-    ReadingFlag.CRITICAL_LOW: Coding(INTERPRETATION_SYSTEM, "LL", "Critical low"),
-    ReadingFlag.ABNORMAL: Coding(INTERPRETATION_SYSTEM, "A", "Abnormal"),
-})  # fmt: skip
-_ABSENT_DISPLAY = MappingProxyType({
-    "not-a-number": "Not a Number (NaN)",
-    "error": "Error",
-    "positive-infinity": "Positive Infinity (PINF)",
-    "negative-infinity": "Negative Infinity (NINF)",
-    "unknown": "Unknown",
-})  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +55,15 @@ class MappingInput:
     source: str
 
 
-@dataclass(frozen=True, slots=True)
-class MappedObservation:
-    """A normalized reading and its FHIR Observation: one row of the observations table."""
+class MappedObservation(NamedTuple):
+    """A normalized reading and its FHIR Observation: one row of the observations table.
 
-    reading_key: uuid.UUID
+    Immutable like the frozen dataclasses between the other stages, but a NamedTuple: one is
+    built per reading on the hot path, and a frozen dataclass costs several times more to build.
+    """
+
+    key: str
+    """The reading key as text (the Observation's id); see :attr:`reading_key`."""
     time: datetime
     patient_id: str
     device_resource_id: uuid.UUID
@@ -92,6 +75,10 @@ class MappedObservation:
     received_at: datetime
     source: str
 
+    @property
+    def reading_key(self) -> uuid.UUID:
+        return uuid.UUID(self.key)
+
 
 @dataclass(frozen=True, slots=True)
 class MapperContext:
@@ -101,8 +88,18 @@ class MapperContext:
     plausibility: PlausibilityPolicy = field(default_factory=PlausibilityPolicy)
 
 
-@dataclass(frozen=True, slots=True)
-class _Normalized:
+class _Plan(NamedTuple):
+    """How to map a one-value reading of a kind in a unit at a site: worked out once, then reused."""
+
+    kind: VitalKind
+    choice: UnitChoice
+    conversion: Conversion | None
+    bounds: tuple[float, float]
+    template: QuantityTemplate
+    primary_code: str
+
+
+class _Normalized(NamedTuple):
     item: MappingInput
     kind: VitalKind
     unit: UnitChoice
@@ -111,46 +108,78 @@ class _Normalized:
 
 
 class ObservationMapper:
-    """Maps batches: normalize each reading, check plausibility for the batch at once, build JSON."""
+    """Maps batches: normalize each reading, check plausibility for the whole batch at once, build JSON."""
 
     def __init__(self, context: MapperContext | None = None) -> None:
         self._context = context or MapperContext()
-        gateway = self._context.gateway_device_id
-        self._gateway_extension = (
-            orjson.Fragment(
-                orjson.dumps([{"url": GATEWAY_DEVICE_EXTENSION, "valueReference": {"reference": f"Device/{gateway}"}}])
-            )
-            if gateway is not None
-            else None
-        )
+        self._extension = gateway_extension(self._context.gateway_device_id)
+        self._plans: dict[tuple[str, str, str | None], _Plan] = {}
 
     def map_batch(self, items: Sequence[MappingInput]) -> tuple[list[MappedObservation], list[tuple[int, InputRejectedError]]]:
         """Map every item; rejected ones come back with their position in ``items``."""
         rejected: list[tuple[int, InputRejectedError]] = []
-        normalized: list[tuple[int, _Normalized]] = []
-        checks: list[CheckedValue] = []
+        fast: dict[int, tuple[MappingInput, _Plan, Decimal]] = {}
+        general: dict[int, _Normalized] = {}
+        checked = CheckedValues()
+        deadlines: dict[datetime, datetime] = {}
         for position, item in enumerate(items):
             try:
-                entry = self._normalize(item)
+                self._triage(position, item, deadlines, fast, general, checked)
             except InputRejectedError as exc:
                 rejected.append((position, exc))
-                continue
-            normalized.append((position, entry))
-            checks.extend(_checked_values(position, entry))
-        violations = self._context.plausibility.violations(checks)
-        mapped: list[MappedObservation] = []
+
+        def label(position: int) -> tuple[str, str | None, str, Decimal]:
+            _, plan, value = fast[position]
+            return plan.kind.name, None, plan.choice.ucum, value
+
+        violations = self._context.plausibility.violations(checked, label)
         issued: dict[datetime, str] = {}
-        for position, entry in normalized:
-            reason = violations.get(position) or _pressure_order(entry)
+        mapped: list[MappedObservation] = []
+        for position in sorted(fast.keys() | general.keys()) if general else fast:
+            entry = general.get(position)
+            reason = violations.get(position) or (_pressure_order(entry) if entry is not None else None)
             if reason is not None:
                 rejected.append((position, ValidationError(ReasonCode.IMPLAUSIBLE_VALUE, reason)))
-                continue
-            received = entry.item.received_at
-            if received not in issued:
-                issued[received] = received.astimezone(UTC).isoformat()
-            mapped.append(self._build(entry, issued[received]))
+            elif entry is not None:
+                mapped.append(self._build_general(entry, _issued(issued, entry.item.received_at)))
+            else:
+                item, plan, value = fast[position]
+                mapped.append(self._build_fast(item, plan, value, _issued(issued, item.received_at)))
         rejected.sort(key=lambda pair: pair[0])
         return mapped, rejected
+
+    def _triage(  # noqa: PLR0917 - private step of map_batch, sharing its working collections
+        self,
+        position: int,
+        item: MappingInput,
+        deadlines: dict[datetime, datetime],
+        fast: dict[int, tuple[MappingInput, _Plan, Decimal]],
+        general: dict[int, _Normalized],
+        checked: CheckedValues,
+    ) -> None:
+        """Send one item down the hot path or the general one, noting its values for the range check."""
+        reading, received = item.reading, item.received_at
+        deadline = deadlines.get(received)
+        if deadline is None:
+            deadline = deadlines[received] = received + self._context.future_tolerance
+        if reading.time > deadline:
+            raise ValidationError(
+                ReasonCode.FUTURE_TIMESTAMP,
+                f"time {reading.time.isoformat()} is more than {self._context.future_tolerance} "
+                f"after reception at {received.isoformat()}",
+            )
+        quantity = reading.quantity
+        if quantity is not None and not reading.flags:
+            plan = self._plans.get((reading.kind, quantity.unit, reading.site)) or self._plan(reading, quantity)
+            value = quantity.value
+            if plan.conversion is not None:
+                value = keep_significant_digits(plan.conversion.apply(value), value)
+            fast[position] = (item, plan, value)
+            checked.add_fast(position, value, plan.bounds)
+            return
+        entry = self._normalize(item)
+        general[position] = entry
+        self._check_general(position, entry, checked)
 
     def map_one(self, item: MappingInput) -> MappedObservation:
         mapped, rejected = self.map_batch([item])
@@ -158,20 +187,71 @@ class ObservationMapper:
             raise rejected[0][1]
         return mapped[0]
 
+    # -- the hot path: one value, no flags ---------------------------------------------------
+
+    def _plan(self, reading: Reading, quantity: Quantity) -> _Plan:
+        kind = _kind(reading)
+        if kind.compound:
+            raise NormalizeError(ReasonCode.MALFORMED_FRAME, f"{kind.name} takes 'components', not a 'value'")
+        ucum = to_ucum(quantity.unit)
+        choice = kind.unit_choice(ucum)
+        conversion = None
+        if choice is None:
+            choice = kind.canonical_unit
+            conversion = CONVERSIONS.get((ucum, choice.ucum))
+            if conversion is None:
+                raise NormalizeError(
+                    ReasonCode.UNIT_UNKNOWN, f"unit {quantity.unit!r} cannot express {kind.name} (expected {choice.ucum!r})"
+                )
+        original_unit = quantity.unit if conversion is not None else None
+        plan = _Plan(
+            kind,
+            choice,
+            conversion,
+            self._context.plausibility.float_bounds(kind.name, None, choice.ucum),
+            quantity_template(kind.name, reading.site, choice.ucum, self._extension, original_unit),
+            static_parts(kind.name, reading.site, choice.ucum).primary_code,
+        )
+        self._plans[reading.kind, quantity.unit, reading.site] = plan
+        return plan
+
+    def _build_fast(self, item: MappingInput, plan: _Plan, value: Decimal, issued: str) -> MappedObservation:
+        reading, attribution, template = item.reading, item.attribution, plan.template
+        time = reading.time
+        effective_time = time.isoformat()
+        utc = effective_time if not time.utcoffset() else utc_text(time)
+        key = uuid5_text(
+            key_text(
+                attribution.device_id, attribution.patient_id, reading.kind, utc, duration=reading.duration, site=reading.site
+            )
+        )
+        people = references(attribution.patient_id, attribution.device_resource_id, attribution.device_id)
+        if reading.duration is None:
+            effective = f'"effectiveDateTime":"{effective_time}"'
+        else:
+            effective = f'"effectivePeriod":{{"start":"{effective_time}","end":"{(time + reading.duration).isoformat()}"}}'
+        extension = ""
+        if template.original_unit is not None:
+            original = reading.quantity.value if reading.quantity is not None else value
+            extension = (
+                f',"extension":[{{"url":"{ORIGINAL_QUANTITY_EXTENSION}",'
+                f'"valueQuantity":{{"value":{format(original, "f")},"unit":{template.original_unit}}}}}]'
+            )
+        resource = (
+            f'{{"resourceType":"Observation","id":"{key}","identifier":[{{"system":"{IDENTIFIER_SYSTEM}","value":"urn:uuid:{key}"}}],'
+            f'{template.head}{people.subject},{effective},"issued":"{issued}",{people.device},'
+            f'"valueQuantity":{{"value":{format(value, "f")},{template.unit_members}{extension}}}}}'
+        ).encode()
+        return MappedObservation(
+            key, time, attribution.patient_id, attribution.device_resource_id, plan.kind.name, plan.primary_code, value,
+            plan.choice.ucum, resource, item.received_at, item.source,
+        )  # fmt: skip
+
+    # -- every other shape: components, special values, flags ----------------------------------
+
     def _normalize(self, item: MappingInput) -> _Normalized:
         reading = item.reading
-        kind = CATALOGUE.get(reading.kind)
-        if kind is None:
-            raise NormalizeError(ReasonCode.UNSUPPORTED_TYPE, f"reading type {reading.kind!r} is not in the catalogue")
-        if reading.time > item.received_at + self._context.future_tolerance:
-            raise ValidationError(
-                ReasonCode.FUTURE_TIMESTAMP,
-                f"time {reading.time.isoformat()} is more than {self._context.future_tolerance} "
-                f"after reception at {item.received_at.isoformat()}",
-            )
-        if reading.site is not None and reading.site not in kind.sites:
-            known = ", ".join(sorted(kind.sites)) or "none"
-            raise NormalizeError(ReasonCode.MALFORMED_FRAME, f"{kind.name} has no site {reading.site!r} (sites: {known})")
+        kind = _kind(reading)
         accepted = tuple(choice.ucum for choice in kind.units)
         if reading.absent is not None:
             return _Normalized(item, kind, kind.canonical_unit, None, ())
@@ -184,22 +264,49 @@ class ObservationMapper:
         value = normalize(reading.quantity, accepted, kind.name)
         return _Normalized(item, kind, kind.unit_choice(value.unit) or kind.canonical_unit, value, ())
 
-    def _build(self, entry: _Normalized, issued: str) -> MappedObservation:
+    def _check_general(self, position: int, entry: _Normalized, checked: CheckedValues) -> None:
+        policy, kind = self._context.plausibility, entry.kind.name
+        if entry.value is not None:
+            checked.add(
+                position, policy.float_bounds(kind, None, entry.value.unit), (kind, None, entry.value.unit, entry.value.value)
+            )
+        for spec, value in entry.components:
+            checked.add(position, policy.float_bounds(kind, spec.name, value.unit), (kind, spec.name, value.unit, value.value))
+
+    def _build_general(self, entry: _Normalized, issued: str) -> MappedObservation:
         item, kind, reading = entry.item, entry.kind, entry.item.reading
         attribution = item.attribution
-        key = reading_key(
-            attribution.device_id, attribution.patient_id, kind.name, reading.time, duration=reading.duration, site=reading.site,
+        key = uuid5_text(
+            key_text(
+                attribution.device_id,
+                attribution.patient_id,
+                kind.name,
+                utc_text(reading.time),
+                duration=reading.duration,
+                site=reading.site,
+            )
+        )
+        static = static_parts(kind.name, reading.site, entry.unit.ucum)
+        return MappedObservation(
+            key, reading.time, attribution.patient_id, attribution.device_resource_id, kind.name, static.primary_code,
+            entry.value.value if entry.value is not None else None, entry.unit.ucum, dumps(self.resource(entry, key, issued)),
+            item.received_at, item.source,
         )  # fmt: skip
+
+    def resource(self, entry: _Normalized, key: str, issued: str) -> dict[str, object]:
+        """The Observation as a dict (every shape; the hot path writes the same for one value)."""
+        item, kind, reading = entry.item, entry.kind, entry.item.reading
+        attribution = item.attribution
         static = static_parts(kind.name, reading.site, entry.unit.ucum)
         resource: dict[str, object] = {
             "resourceType": "Observation",
-            "id": str(key),
+            "id": key,
             "identifier": [{"system": IDENTIFIER_SYSTEM, "value": identifier_value(key)}],
         }
         if static.meta is not None:
             resource["meta"] = static.meta
-        if self._gateway_extension is not None:
-            resource["extension"] = self._gateway_extension
+        if self._extension is not None:
+            resource["extension"] = self._extension
         resource["status"] = "final"
         resource["category"] = static.category
         resource["code"] = static.code
@@ -217,35 +324,27 @@ class ObservationMapper:
             resource["valueQuantity"] = _quantity(entry.value, entry.unit.display)
         elif entry.components:
             resource["component"] = [
-                {"code": _component_code(spec), "valueQuantity": _quantity(value, entry.unit.display)}
+                {"code": component_code(spec), "valueQuantity": _quantity(value, entry.unit.display)}
                 for spec, value in entry.components
             ]
         elif reading.absent is not None:
-            absent = _absent_reason(reading.absent.value)
+            absent = absent_reason(reading.absent.value)
             if kind.compound:
                 # The bp profile requires its components: each carries the reason instead.
                 resource["component"] = [
-                    {"code": _component_code(spec), "dataAbsentReason": absent}
+                    {"code": component_code(spec), "dataAbsentReason": absent}
                     for spec in kind.components
                     if spec.name in kind.required_components
                 ]
             else:
                 resource["dataAbsentReason"] = absent
         if reading.flags:
-            resource["interpretation"] = [{"coding": [_INTERPRETATIONS[flag].as_fhir()]} for flag in sorted(reading.flags)]
-        return MappedObservation(
-            reading_key=key,
-            time=reading.time,
-            patient_id=attribution.patient_id,
-            device_resource_id=attribution.device_resource_id,
-            kind=kind.name,
-            code=static.primary_code,
-            value=entry.value.value if entry.value is not None else None,
-            unit=entry.unit.ucum,
-            resource=dumps(resource),
-            received_at=item.received_at,
-            source=item.source,
-        )
+            resource["interpretation"] = [{"coding": [INTERPRETATIONS[flag].as_fhir()]} for flag in sorted(reading.flags)]
+        return resource
+
+    def normalized(self, item: MappingInput) -> _Normalized:
+        """The general path's view of one item (tests compare both paths with it)."""
+        return self._normalize(item)
 
 
 _DEFAULT_MAPPER = ObservationMapper()
@@ -268,50 +367,21 @@ def map_reading(
     return mapper.map_one(MappingInput(reading, attribution, received_at, source))
 
 
-@dataclass(frozen=True, slots=True)
-class StaticParts:
-    meta: orjson.Fragment | None
-    category: orjson.Fragment
-    code: orjson.Fragment
-    primary_code: str
+def _kind(reading: Reading) -> VitalKind:
+    kind = CATALOGUE.get(reading.kind)
+    if kind is None:
+        raise NormalizeError(ReasonCode.UNSUPPORTED_TYPE, f"reading type {reading.kind!r} is not in the catalogue")
+    if reading.site is not None and reading.site not in kind.sites:
+        known = ", ".join(sorted(kind.sites)) or "none"
+        raise NormalizeError(ReasonCode.MALFORMED_FRAME, f"{kind.name} has no site {reading.site!r} (sites: {known})")
+    return kind
 
 
-@functools.cache
-def static_parts(kind_name: str, site: str | None, unit: str) -> StaticParts:
-    """The parts of an Observation that depend only on kind, site and unit, serialized once."""
-    kind = CATALOGUE[kind_name]
-    codings = list(kind.codings)
-    choice = kind.unit_choice(unit)
-    if choice is not None and choice.loinc is not None:
-        codings = [choice.loinc if coding.system == LOINC else coding for coding in codings]
-    if site is not None:
-        spot = kind.sites[site]
-        loinc = [coding for coding in codings if coding.system == LOINC]
-        codings = [*loinc, *([spot.loinc] if spot.loinc else []), spot.mdc]
-    categories: list[dict[str, object]] = []
-    if kind.vital_sign:
-        categories.append({
-            "coding": [{"system": OBSERVATION_CATEGORY, "code": "vital-signs", "display": "Vital Signs"}],
-            "text": "Vital Signs",
-        })  # fmt: skip
-    categories.append({"coding": [{"system": PHD_CATEGORY, "code": "phd", "display": "PHD generated"}]})
-    meta = None
-    if kind.profile is not None:
-        meta = orjson.Fragment(orjson.dumps({"profile": [VITAL_SIGNS_PROFILE, PROFILE_BASE + kind.profile]}))
-    code = {"coding": [coding.as_fhir() for coding in codings], "text": kind.text if site is None else f"{kind.text} ({site})"}
-    return StaticParts(meta, orjson.Fragment(orjson.dumps(categories)), orjson.Fragment(orjson.dumps(code)), codings[0].code)
-
-
-@functools.cache
-def _component_code(spec: ComponentSpec) -> orjson.Fragment:
-    return orjson.Fragment(orjson.dumps({"coding": [coding.as_fhir() for coding in spec.codings]}))
-
-
-@functools.cache
-def _absent_reason(code: str) -> orjson.Fragment:
-    return orjson.Fragment(
-        orjson.dumps({"coding": [{"system": DATA_ABSENT_REASON_SYSTEM, "code": code, "display": _ABSENT_DISPLAY[code]}]}),
-    )
+def _issued(cache: dict[datetime, str], received_at: datetime) -> str:
+    text = cache.get(received_at)
+    if text is None:
+        text = cache[received_at] = received_at.astimezone(UTC).isoformat()
+    return text
 
 
 def _components(
@@ -331,12 +401,6 @@ def _components(
             raise NormalizeError(ReasonCode.MALFORMED_FRAME, f"{kind.name} has no component {name!r}")
         normalized.append((spec, normalize(quantity, accepted, f"{kind.name} {name}")))
     return tuple(normalized)
-
-
-def _checked_values(position: int, entry: _Normalized) -> list[CheckedValue]:
-    if entry.value is not None:
-        return [CheckedValue(position, entry.kind.name, None, entry.value.unit, entry.value.value)]
-    return [CheckedValue(position, entry.kind.name, spec.name, value.unit, value.value) for spec, value in entry.components]
 
 
 def _pressure_order(entry: _Normalized) -> str | None:

@@ -7,7 +7,8 @@ can be overridden per kind (or per component) in the settings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
@@ -26,15 +27,33 @@ class RangeOverride:
     """Canonical unit the bounds are in; needed only for kinds stored in several (glucose)."""
 
 
-@dataclass(frozen=True, slots=True)
-class CheckedValue:
-    """One value to check: which reading (by position in the batch) and what it is."""
+class CheckedValues:
+    """The values of one batch to check, as parallel columns (cheap to fill on the hot path)."""
 
-    position: int
-    kind: str
-    component: str | None
-    unit: str
-    value: Decimal
+    __slots__ = ("highs", "labels", "lows", "positions", "values")
+
+    def __init__(self) -> None:
+        self.positions: list[int] = []
+        self.values: list[float] = []
+        self.lows: list[float] = []
+        self.highs: list[float] = []
+        self.labels: list[tuple[str, str | None, str, Decimal] | None] = []
+
+    def add(self, position: int, bounds: tuple[float, float], label: tuple[str, str | None, str, Decimal]) -> None:
+        """One value of the reading at ``position``: label is (kind, component, unit, value) for the reason."""
+        self.positions.append(position)
+        self.values.append(float(label[3]))
+        self.lows.append(bounds[0])
+        self.highs.append(bounds[1])
+        self.labels.append(label)
+
+    def add_fast(self, position: int, value: Decimal, bounds: tuple[float, float]) -> None:
+        """A one-value reading: its label is worked out only if it turns out to be out of range."""
+        self.positions.append(position)
+        self.values.append(float(value))
+        self.lows.append(bounds[0])
+        self.highs.append(bounds[1])
+        self.labels.append(None)
 
 
 class PlausibilityPolicy:
@@ -58,20 +77,26 @@ class PlausibilityPolicy:
     def bounds(self, kind: str, component: str | None, unit: str) -> tuple[Decimal, Decimal] | None:
         return self._ranges.get((kind, component, unit))
 
-    def violations(self, values: Sequence[CheckedValue]) -> dict[int, str]:
-        """Positions of readings with a value out of range, each with the reason a person reads."""
-        if not values:
+    def float_bounds(self, kind: str, component: str | None, unit: str) -> tuple[float, float]:
+        """Bounds for the vectorized check; a kind without a range is unbounded."""
+        bounds = self._ranges.get((kind, component, unit))
+        return (-math.inf, math.inf) if bounds is None else (float(bounds[0]), float(bounds[1]))
+
+    def violations(self, checked: CheckedValues, label: Callable[[int], tuple[str, str | None, str, Decimal]]) -> dict[int, str]:
+        """Positions of readings with a value out of range, each with the reason a person reads.
+
+        ``label(position)`` describes a one-value reading added without a label.
+        """
+        if not checked.positions:
             return {}
-        bounds = [self._ranges.get((v.kind, v.component, v.unit)) for v in values]
-        lows = np.array([-np.inf if b is None else float(b[0]) for b in bounds])
-        highs = np.array([np.inf if b is None else float(b[1]) for b in bounds])
-        numbers = np.array([float(v.value) for v in values])
-        outside = np.flatnonzero((numbers < lows) | (numbers > highs))
+        values = np.array(checked.values)
+        outside = np.flatnonzero((values < np.array(checked.lows)) | (values > np.array(checked.highs)))
         reasons: dict[int, str] = {}
         for index in outside.tolist():
-            value, (low, high) = values[index], bounds[index]  # type: ignore[misc] # out-of-range implies bounds exist
-            what = f"{value.kind} {value.component}" if value.component else value.kind
-            reasons.setdefault(value.position, f"{what} {value.value} {value.unit} is outside the plausible range {low}..{high}")
+            kind, component, unit, value = checked.labels[index] or label(checked.positions[index])
+            low, high = self._ranges[kind, component, unit]
+            what = f"{kind} {component}" if component else kind
+            reasons.setdefault(checked.positions[index], f"{what} {value} {unit} is outside the plausible range {low}..{high}")
         return reasons
 
 

@@ -17,7 +17,8 @@ from decimal import Decimal
 from device_adapters.jsonwire import dumps
 from fhir_mapper.catalogue import CATALOGUE, UCUM
 from fhir_mapper.identity import IDENTIFIER_SYSTEM, identifier_value, reading_key
-from fhir_mapper.observation import MappedObservation, static_parts
+from fhir_mapper.observation import MappedObservation
+from fhir_mapper.templates import static_parts
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device_adapters.errors import ConfigError, InputRejectedError, NormalizeError, ReasonCode, ValidationError
+from device_adapters.jsonwire import dumps
 from device_adapters.readings import AbsentReason, Quantity, Reading, ReadingFlag
 from fhir_mapper.catalogue import CATALOGUE, kinds_for_token
 from fhir_mapper.identity import reading_key
@@ -418,3 +419,35 @@ def test_any_parsed_reading_maps_or_is_rejected_with_a_reason(
     for observation in mapped:
         assert observation.kind == kind
         validate_resource(observation.resource)
+
+
+_ONE_VALUE_SHAPES = [
+    (kind.name, unit, site, duration)
+    for kind in CATALOGUE.values()
+    if not kind.compound
+    for unit in [
+        *(choice.ucum for choice in kind.units),
+        *(source for source, target in CONVERSIONS if target == kind.canonical_unit.ucum),
+    ]
+    for site in [None, *kind.sites]
+    for duration in [None, timedelta(seconds=90)]
+]
+
+
+@pytest.mark.parametrize(("kind_name", "unit", "site", "duration"), _ONE_VALUE_SHAPES)
+def test_hot_path_writes_the_same_bytes_as_the_general_path(
+    kind_name: str, unit: str, site: str | None, duration: timedelta | None
+) -> None:
+    kind = CATALOGUE[kind_name]
+    unbounded = {
+        f"{kind_name}": RangeOverride(
+            Decimal(-(10**11)), Decimal(10**11), kind.canonical_unit.ucum if len(kind.units) > 1 else None
+        )
+    }
+    mapper = ObservationMapper(MapperContext(gateway_device_id=GATEWAY, plausibility=PlausibilityPolicy(unbounded)))
+    reading = Reading("watch-1", kind_name, AT, quantity=Quantity(Decimal("12.50"), unit), site=site, duration=duration)
+    item = MappingInput(reading, WHO, RECEIVED, "mqtt")
+    mapped = mapper.map_one(item)
+    general = dumps(mapper.resource(mapper.normalized(item), mapped.key, "2026-11-22T09:00:05+00:00"))
+    assert mapped.resource == general
+    validate_resource(mapped.resource)

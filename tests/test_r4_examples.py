@@ -19,7 +19,8 @@ import pytest
 
 from device_adapters.readings import Quantity, Reading
 from fhir_mapper.catalogue import CATALOGUE, LOINC, MDC
-from fhir_mapper.observation import ORIGINAL_QUANTITY_EXTENSION, Attribution, MappingInput, ObservationMapper
+from fhir_mapper.observation import Attribution, MappingInput, ObservationMapper
+from fhir_mapper.templates import ORIGINAL_QUANTITY_EXTENSION
 from fhir_mapper.validation import validate_resource
 
 EXAMPLES = Path(__file__).resolve().parent.parent / ".cache" / "fhir-r4-examples"

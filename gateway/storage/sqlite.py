@@ -253,7 +253,7 @@ class SqliteStore:
                 "INSERT OR IGNORE INTO observations (time, reading_key, patient_id, device_resource_id, kind, code, value, unit, "
                 "resource, received_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (_micros(o.time), str(o.reading_key), o.patient_id, str(o.device_resource_id), o.kind, o.code,
+                    (_micros(o.time), o.key, o.patient_id, str(o.device_resource_id), o.kind, o.code,
                      None if o.value is None else str(o.value), o.unit, o.resource.decode(), _micros(o.received_at), o.source)
                     for o in observations
                 ],

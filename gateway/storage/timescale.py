@@ -216,7 +216,7 @@ class TimescaleStore:
                 await connection.copy_records_to_table(
                     "observations_staging",
                     records=[
-                        (o.time, o.reading_key, o.patient_id, o.device_resource_id, o.kind, o.code, o.value, o.unit,
+                        (o.time, o.key, o.patient_id, o.device_resource_id, o.kind, o.code, o.value, o.unit,
                          o.resource.decode(), o.received_at, o.source)
                         for o in observations
                     ],
