@@ -17,6 +17,7 @@ from device_adapters.errors import PulseBridgeError
 from device_adapters.readings import DEVICE_ID_PATTERN
 from edge_config import GatewaySettings, load_settings
 from gateway import __version__
+from gateway.pipeline import mapper_for
 from gateway.storage import ObservationStore, open_store
 
 T = TypeVar("T")
@@ -112,6 +113,7 @@ def _dispatch(args: argparse.Namespace) -> None:
             asyncio.run(run_demo(args.port, args.data_dir, args.patients, args.interval))
         case "check-config":
             settings = load_settings(args.config)
+            mapper_for(settings)  # plausibility overrides name catalogue kinds: checked here too
             store_kind = settings.database.url.split("://", 1)[0]
             print(f"configuration OK: database {store_kind}, broker {settings.mqtt.host}:{settings.mqtt.port}")  # noqa: T201
         case "migrate":
@@ -122,6 +124,7 @@ def _dispatch(args: argparse.Namespace) -> None:
 
 
 def _serve(settings: GatewaySettings) -> None:
+    mapper_for(settings)  # fail fast on plausibility overrides naming unknown kinds
     import uvicorn  # noqa: PLC0415 - only serve needs the server
 
     from gateway.app import create_app  # noqa: PLC0415

@@ -93,3 +93,14 @@ def test_serve_with_an_unreachable_database_fails_in_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "database unavailable" in result.stderr
+
+
+def test_plausibility_overrides_are_checked_against_the_catalogue(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("plausibility:\n  heart_rate: {low: 30, high: 220}\n  blood_glucose: {low: 20, high: 600, unit: mg/dL}\n")
+    assert cli({}, "check-config", "--config", str(good)).returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("plausibility:\n  heart_rat: {low: 30, high: 220}\n")
+    result = cli({}, "check-config", "--config", str(bad))
+    assert result.returncode == 2
+    assert "plausibility.heart_rat" in result.stderr
