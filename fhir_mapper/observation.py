@@ -134,8 +134,11 @@ class ObservationMapper:
 
         violations = self._context.plausibility.violations(checked, label)
         issued: dict[datetime, str] = {}
+        if not general and not violations:  # the usual batch: every reading on the hot path, all plausible
+            build = self._build_fast
+            return [build(item, plan, value, _issued(issued, item.received_at)) for item, plan, value in fast.values()], rejected
         mapped: list[MappedObservation] = []
-        for position in sorted(fast.keys() | general.keys()) if general else fast:
+        for position in sorted(fast.keys() | general.keys()):
             entry = general.get(position)
             reason = violations.get(position) or (_pressure_order(entry) if entry is not None else None)
             if reason is not None:
