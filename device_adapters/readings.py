@@ -100,6 +100,16 @@ class Reading:
     duration: timedelta | None = None
     """For readings over an interval (steps, energy): the interval starting at ``time``."""
     flags: frozenset[ReadingFlag] = frozenset()
+    device_time: str | None = None
+    """The device's own timestamp exactly as it reported it, when its clock has no zone (Bluetooth).
+
+    It, not the anchored ``time``, goes into the reading key: re-anchoring the same stored record
+    on a later connection must not make it a new reading.
+    """
+    user: int | None = None
+    """The device's user slot (BP cuffs and scales with several users); attribution maps it."""
+    status_codes: tuple[tuple[str, str], ...] = ()
+    """Device status bits set for this reading, as (HL7 ASN1ToHL7 code, display) pairs."""
 
     def __post_init__(self) -> None:
         require_aware("time", self.time)

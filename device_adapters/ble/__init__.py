@@ -1,0 +1,1 @@
+"""Bluetooth LE health devices: pure GATT parsers (no bleak) and the bleak session manager."""
