@@ -5,7 +5,9 @@ device's own timestamp, plus the duration and the supplemental site where presen
 reading arriving twice (broker redelivery, a device's stored-records download, two edge hubs)
 gets the same key, so it is stored and pushed once.
 
-The key text is ``v1|<device>|<patient>|<kind>|<UTC ISO 8601 time>[|duration=<µs>us][|site=<site>]``;
+The key text is ``v1|<device>|<patient>|<kind>|<time>[|duration=<µs>us][|site=<site>]`` where the
+time is the device time in UTC (ISO 8601), or ``device:<text>`` for a zone-less device clock
+(Bluetooth), so re-anchoring a stored record on a later connection keeps its identity;
 the key is its UUIDv5 in a fixed namespace. ``Observation.id`` is the key, and
 ``Observation.identifier`` is ``{"system": "urn:ietf:rfc:3986", "value": "urn:uuid:<key>"}``.
 """
@@ -28,6 +30,11 @@ _VARIANT = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
 def utc_text(time: datetime) -> str:
     """The instant in UTC, ISO 8601: the same text whatever offset the device reported."""
     return (time if not time.utcoffset() else time.astimezone(UTC)).isoformat()
+
+
+def device_stamp(device_time: str) -> str:
+    """The key's time part for a device clock without zone (Bluetooth): the device's own text."""
+    return f"device:{device_time}"
 
 
 def key_text(

@@ -19,9 +19,10 @@ from device_adapters.errors import InputRejectedError, NormalizeError, ReasonCod
 from device_adapters.jsonwire import dumps
 from device_adapters.readings import Quantity, Reading
 from fhir_mapper.catalogue import CATALOGUE, UCUM, ComponentSpec, UnitChoice, VitalKind
-from fhir_mapper.identity import IDENTIFIER_SYSTEM, identifier_value, key_text, utc_text, uuid5_text
+from fhir_mapper.identity import IDENTIFIER_SYSTEM, device_stamp, identifier_value, key_text, utc_text, uuid5_text
 from fhir_mapper.plausibility import CheckedValues, PlausibilityPolicy
 from fhir_mapper.templates import (
+    ASN1_TO_HL7,
     INTERPRETATIONS,
     ORIGINAL_QUANTITY_EXTENSION,
     QuantityTemplate,
@@ -172,7 +173,7 @@ class ObservationMapper:
                 f"after reception at {received.isoformat()}",
             )
         quantity = reading.quantity
-        if quantity is not None and not reading.flags:
+        if quantity is not None and not reading.flags and not reading.status_codes:
             plan = self._plans.get((reading.kind, quantity.unit, reading.site)) or self._plan(reading, quantity)
             value = quantity.value
             if plan.conversion is not None:
@@ -223,6 +224,8 @@ class ObservationMapper:
         time = reading.time
         effective_time = time.isoformat()
         utc = effective_time if not time.utcoffset() else utc_text(time)
+        if reading.device_time is not None:
+            utc = device_stamp(reading.device_time)
         key = uuid5_text(
             key_text(
                 attribution.device_id, attribution.patient_id, reading.kind, utc, duration=reading.duration, site=reading.site
@@ -284,7 +287,7 @@ class ObservationMapper:
                 attribution.device_id,
                 attribution.patient_id,
                 kind.name,
-                utc_text(reading.time),
+                device_stamp(reading.device_time) if reading.device_time is not None else utc_text(reading.time),
                 duration=reading.duration,
                 site=reading.site,
             )
@@ -323,10 +326,11 @@ class ObservationMapper:
             }
         resource["issued"] = issued
         resource["device"] = {"reference": f"Device/{attribution.device_resource_id}", "display": attribution.device_id}
+        components: list[dict[str, object]] = []
         if entry.value is not None:
             resource["valueQuantity"] = _quantity(entry.value, entry.unit.display)
         elif entry.components:
-            resource["component"] = [
+            components = [
                 {"code": component_code(spec), "valueQuantity": _quantity(value, entry.unit.display)}
                 for spec, value in entry.components
             ]
@@ -334,7 +338,7 @@ class ObservationMapper:
             absent = absent_reason(reading.absent.value)
             if kind.compound:
                 # The bp profile requires its components: each carries the reason instead.
-                resource["component"] = [
+                components = [
                     {"code": component_code(spec), "dataAbsentReason": absent}
                     for spec in kind.components
                     if spec.name in kind.required_components
@@ -343,6 +347,13 @@ class ObservationMapper:
                 resource["dataAbsentReason"] = absent
         if reading.flags:
             resource["interpretation"] = [{"coding": [INTERPRETATIONS[flag].as_fhir()]} for flag in sorted(reading.flags)]
+        # Device status bits as the PHD IG writes them: one boolean component per set bit.
+        components += [
+            {"code": {"coding": [{"system": ASN1_TO_HL7, "code": code, "display": name}]}, "valueBoolean": True}
+            for code, name in reading.status_codes
+        ]
+        if components:
+            resource["component"] = components
         return resource
 
     def normalized(self, item: MappingInput) -> _Normalized:

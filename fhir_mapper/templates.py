@@ -31,6 +31,7 @@ ORIGINAL_QUANTITY_EXTENSION = "https://pulsebridge.dev/fhir/StructureDefinition/
 GATEWAY_DEVICE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/observation-gatewayDevice"
 INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 DATA_ABSENT_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+ASN1_TO_HL7 = "http://terminology.hl7.org/CodeSystem/ASN1ToHL7"
 
 INTERPRETATIONS: Mapping[ReadingFlag, Coding] = MappingProxyType({
     ReadingFlag.HIGH: Coding(INTERPRETATION_SYSTEM, "H", "High"),

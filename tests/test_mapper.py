@@ -451,3 +451,19 @@ def test_hot_path_writes_the_same_bytes_as_the_general_path(
     general = dumps(mapper.resource(mapper.normalized(item), mapped.key, "2026-11-22T09:00:05+00:00"))
     assert mapped.resource == general
     validate_resource(mapped.resource)
+
+
+def test_device_status_bits_become_boolean_components() -> None:
+    reading = _reading("pulse_rate", "72", "/min", status_codes=(("8410608.2", "irregular-pulse"),))
+    resource = _map(reading)
+    assert resource["component"] == [
+        {"code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/ASN1ToHL7", "code": "8410608.2", "display": "irregular-pulse"}]},
+         "valueBoolean": True},
+    ]  # fmt: skip
+
+
+def test_a_zone_less_device_time_keys_the_reading_whatever_its_anchoring() -> None:
+    early = Reading("watch-1", "heart_rate", AT, quantity=Quantity(Decimal(70), "/min"), device_time="2024-01-02T03:04:05")
+    later = Reading("watch-1", "heart_rate", AT + timedelta(seconds=3), quantity=Quantity(Decimal(70), "/min"), device_time="2024-01-02T03:04:05")
+    assert MAPPER.map_one(MappingInput(early, WHO, RECEIVED, "ble")).key == MAPPER.map_one(MappingInput(later, WHO, RECEIVED, "ble")).key
+    assert MAPPER.map_one(MappingInput(early, WHO, RECEIVED, "ble")).key != _map(_reading("heart_rate", "70", "/min"))["id"]

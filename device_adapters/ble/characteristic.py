@@ -9,8 +9,6 @@ from typing import Any
 from device_adapters.ble.context import BleContext
 from device_adapters.readings import Reading
 
-ASN1_TO_HL7 = "http://terminology.hl7.org/CodeSystem/ASN1ToHL7"
-
 
 @dataclass(frozen=True, slots=True)
 class Characteristic:
