@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from device_adapters.errors import InputRejectedError
+
 DEVICE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 """A device's own id: one MQTT topic level, no wildcards, no separators."""
 
@@ -128,3 +130,11 @@ class Delivery:
 
     frame: RawFrame
     ack: Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameDecode:
+    """What one frame yielded: good readings, and the items that must go to quarantine (by index)."""
+
+    readings: tuple[Reading, ...]
+    rejections: tuple[tuple[int, InputRejectedError], ...] = ()

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from device_adapters.errors import IdentityError, InputRejectedError, ReasonCode, StorageError
-from device_adapters.mqtt.native import FrameDecode, decode_payload, device_from_topic
-from device_adapters.readings import Delivery, RawFrame
+from device_adapters.errors import DecodeError, IdentityError, InputRejectedError, ReasonCode, StorageError
+from device_adapters.mqtt.native import decode_payload, device_from_topic
+from device_adapters.readings import Delivery, FrameDecode, RawFrame
 from edge_config import GatewaySettings, IngestSettings
 from fhir_mapper.devices import gateway_device_id
 from fhir_mapper.observation import Attribution, MapperContext, MappingInput, ObservationMapper
@@ -89,14 +89,14 @@ class IngestPipeline:
         store: ObservationStore,
         settings: IngestSettings,
         mapper: ObservationMapper | None = None,
-        decoder: FrameDecoder | None = None,
+        decoders: Mapping[str, FrameDecoder] | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
         self._mapper = mapper or ObservationMapper(
             MapperContext(future_tolerance=timedelta(seconds=settings.future_tolerance_seconds))
         )
-        self._decoder = decoder or NativeFrameDecoder(settings)
+        self._decoders = decoders if decoders is not None else {"mqtt": NativeFrameDecoder(settings)}
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=settings.queue_size)
         self.stats = IngestStats()
 
@@ -153,8 +153,11 @@ class IngestPipeline:
         for delivery in batch:
             device_id: str | None = None
             try:
-                device_id = self._decoder.device_id(delivery.frame)
-                decoded = self._decoder.decode(delivery.frame, device_id)
+                decoder = self._decoders.get(delivery.frame.source)
+                if decoder is None:
+                    raise DecodeError(ReasonCode.MALFORMED_FRAME, f"no decoder for frames from {delivery.frame.source!r}")
+                device_id = decoder.device_id(delivery.frame)
+                decoded = decoder.decode(delivery.frame, device_id)
             except InputRejectedError as exc:
                 quarantine.append(_entry(delivery.frame, device_id, exc, None))
                 continue

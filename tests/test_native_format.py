@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device_adapters.errors import DecodeError, IdentityError, InputRejectedError, ReasonCode
-from device_adapters.mqtt.native import FrameDecode, decode_payload, device_from_topic, encode_readings, topic_for
-from device_adapters.readings import Quantity, Reading
+from device_adapters.mqtt.native import decode_payload, device_from_topic, encode_readings, topic_for
+from device_adapters.readings import FrameDecode, Quantity, Reading
 
 PLUS_ONE = timezone(timedelta(hours=1))
 

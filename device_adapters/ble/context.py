@@ -60,3 +60,17 @@ class BleContext:
 
     def anchor(self, local: datetime) -> datetime:
         return self.clock.anchor(local)
+
+
+class ClockBook:
+    """The latest clock comparison per device, shared by the session manager and the frame decoder."""
+
+    def __init__(self, default_zone: tzinfo = UTC) -> None:
+        self._clocks: dict[str, DeviceClock] = {}
+        self._default = DeviceClock(zone=default_zone)
+
+    def set(self, device_id: str, clock: DeviceClock) -> None:
+        self._clocks[device_id] = clock
+
+    def get(self, device_id: str) -> DeviceClock:
+        return self._clocks.get(device_id, self._default)

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from device_adapters.errors import DecodeError, IdentityError, InputRejectedError, ReasonCode
 from device_adapters.jsonwire import dumps, loads_strict
-from device_adapters.readings import DEVICE_ID_PATTERN, AbsentReason, Quantity, Reading, ReadingFlag
+from device_adapters.readings import DEVICE_ID_PATTERN, AbsentReason, FrameDecode, Quantity, Reading, ReadingFlag
 
 FORMAT_VERSION = "v1"
 TOPIC_PREFIX = "pulsebridge/v1/devices/"
@@ -45,14 +44,6 @@ _MAX_COMPONENTS = 8
 _MAX_SIGNIFICANT_DIGITS = 18
 _MAX_MAGNITUDE = Decimal("1e12")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class FrameDecode:
-    """What one frame yielded: good readings, and the items that must go to quarantine."""
-
-    readings: tuple[Reading, ...]
-    rejections: tuple[tuple[int, InputRejectedError], ...]
 
 
 def device_from_topic(topic: str) -> str:
