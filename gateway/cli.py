@@ -78,6 +78,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_argument(assign)
 
+    decode = commands.add_parser("decode", help="show what PulseBridge reads in a device payload").add_subparsers(
+        dest="action", required=True
+    )
+    gatt = decode.add_parser("gatt", help="Bluetooth GATT bytes -> FHIR Observations (or the decoded value)")
+    gatt.add_argument("uuid", nargs="?", help="characteristic UUID: 2A35 or the 128-bit form")
+    gatt.add_argument("hex", nargs="?", help="the value as hex octets, spaces allowed")
+    gatt.add_argument("--jsonl", action="store_true", help='read {"id", "uuid", "hex"} lines from standard input')
+    gatt.add_argument("--patient", help="patient id for the Observations (default: a placeholder)")
+    gatt.add_argument("--device", help="device id for the Observations (default: a placeholder)")
+
+    ble = commands.add_parser("ble", help="Bluetooth LE (needs a radio)").add_subparsers(dest="action", required=True)
+    scan = ble.add_parser("scan", help="list nearby health devices")
+    scan.add_argument("--seconds", type=float, default=10.0)
+    pair = ble.add_parser("pair", help="bond with a device")
+    pair.add_argument("address")
+
     quarantine = commands.add_parser("quarantine", help="inputs that could not be stored").add_subparsers(
         dest="action", required=True
     )
@@ -121,6 +137,14 @@ def _dispatch(args: argparse.Namespace) -> None:
             print("migrations applied")  # noqa: T201
         case "patients" | "devices" | "quarantine":
             _registry(args)
+        case "decode":
+            from gateway.decode_cli import run_decode_gatt  # noqa: PLC0415 - only the decoder needs the BLE tables
+
+            run_decode_gatt(args.uuid, args.hex, jsonl=args.jsonl, patient=args.patient, device=args.device)
+        case "ble":
+            from gateway.ble_cli import run_ble  # noqa: PLC0415 - bleak loads only for these commands
+
+            asyncio.run(run_ble(args))
 
 
 def _serve(settings: GatewaySettings) -> None:
