@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -89,6 +90,27 @@ class IngestSettings(_Section):
     retry_max_seconds: float = Field(default=10.0, gt=0, le=300)
 
 
+class PairedDeviceSettings(_Section):
+    device_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+    address: str = Field(min_length=1, max_length=64, description="Bluetooth address (a UUID on macOS)")
+
+
+class BleSettings(_Section):
+    devices: list[PairedDeviceSettings] = Field(default_factory=list, description="paired devices this host keeps connected")
+    set_clock: bool = Field(default=False, description="write the gateway's time to devices with a writable Current Time")
+    zone: str = Field(default="UTC", description="IANA zone of the devices' clocks when they do not report one")
+    transfer_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> BleSettings:
+        try:
+            ZoneInfo(self.zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            msg = f"zone {self.zone!r} is not an IANA time zone (Europe/Paris, UTC…)"
+            raise ValueError(msg) from exc
+        return self
+
+
 class ApiSettings(_Section):
     default_count: int = Field(default=50, ge=1, le=1000)
     max_count: int = Field(default=1000, ge=1, le=10_000)
@@ -113,6 +135,7 @@ class GatewaySettings(BaseSettings):
     http: HttpSettings = HttpSettings()
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
+    ble: BleSettings = BleSettings()
     plausibility: dict[str, PlausibleRangeSettings] = Field(
         default_factory=dict,
         description="override a kind's plausible range: heart_rate, blood_pressure.systolic, blood_glucose (with unit)…",

@@ -9,19 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 
+from device_adapters.ble.context import ClockBook
+from device_adapters.ble.decoder import SOURCE as BLE_SOURCE
+from device_adapters.ble.decoder import BleFrameDecoder
+from device_adapters.ble.session import BleSessionManager, Connector, MemoryCursors, PairedDevice
 from device_adapters.mqtt.native import SUBSCRIPTION
 from device_adapters.mqtt.source import MqttSource
+from device_adapters.readings import Delivery
 from edge_config import GatewaySettings
 from gateway import __version__
 from gateway.api.errors import install_error_handlers
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
-from gateway.pipeline import IngestPipeline, mapper_for
+from gateway.pipeline import FrameDecoder, IngestPipeline, NativeFrameDecoder, mapper_for
 from gateway.runtime import Runtime
 from gateway.storage import open_store
 
@@ -31,12 +37,24 @@ Extension = Callable[[Runtime], AbstractAsyncContextManager[None]]
 """Runs inside the lifespan once the runtime is up (the demo seeds and simulates with one)."""
 
 
-async def _feed(source: MqttSource, pipeline: IngestPipeline) -> None:
+def _real_connector() -> Connector:
+    from device_adapters.ble.connect import connect_with_retries  # noqa: PLC0415 - the radio stack loads only when devices are paired
+
+    return connect_with_retries
+
+
+async def _feed(source: AsyncIterable[Delivery], pipeline: IngestPipeline) -> None:
     async for delivery in source:
         await pipeline.submit(delivery)
 
 
-def create_app(settings: GatewaySettings, *, extensions: Sequence[Extension] = (), migrate: bool = True) -> FastAPI:
+def create_app(
+    settings: GatewaySettings,
+    *,
+    extensions: Sequence[Extension] = (),
+    migrate: bool = True,
+    ble_connector: Connector | None = None,
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
@@ -44,7 +62,9 @@ def create_app(settings: GatewaySettings, *, extensions: Sequence[Extension] = (
             stack.push_async_callback(store.close)
             if migrate:
                 await store.migrate()
-            pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings))
+            clocks = ClockBook(ZoneInfo(settings.ble.zone))
+            decoders: dict[str, FrameDecoder] = {"mqtt": NativeFrameDecoder(settings.ingest), BLE_SOURCE: BleFrameDecoder(clocks)}
+            pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings), decoders)
             source = MqttSource(settings.mqtt, SUBSCRIPTION)
             runtime = Runtime(settings, store, pipeline, source)
             app.state.runtime = runtime
@@ -54,6 +74,16 @@ def create_app(settings: GatewaySettings, *, extensions: Sequence[Extension] = (
                     asyncio.create_task(_feed(source, pipeline), name="mqtt-source"),
                 ],
             )
+            if settings.ble.devices:
+                ble = BleSessionManager(
+                    [PairedDevice(device.device_id, device.address) for device in settings.ble.devices],
+                    ble_connector or _real_connector(),
+                    clocks,
+                    MemoryCursors(),
+                    set_clock=settings.ble.set_clock,
+                    transfer_timeout=settings.ble.transfer_timeout_seconds,
+                )
+                runtime.tasks.append(asyncio.create_task(_feed(ble, pipeline), name="ble-sessions"))
             for task in runtime.tasks:
                 task.add_done_callback(_report_stop)
             stack.push_async_callback(_cancel, runtime.tasks)

@@ -1,0 +1,58 @@
+"""A BLE device and an MQTT device feed the same gateway: one pipeline, one store, one FHIR API."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import httpx
+
+from device_adapters.mqtt.publisher import ReadingPublisher
+from device_adapters.readings import Quantity, Reading
+from edge_config import DatabaseSettings, GatewaySettings, MqttSettings
+from edge_config.settings import BleSettings, PairedDeviceSettings
+from fhir_mapper.validation import validate_resource
+from gateway.app import create_app
+from gateway.storage import open_store
+from tests.conftest import truncate
+from tests.fake_ble import FakePeripheral, connect_fake
+
+
+async def test_ble_and_mqtt_readings_are_served_by_the_same_fhir_api(timescale_url: str, broker_port: int) -> None:
+    await truncate(timescale_url)
+    store = await open_store(DatabaseSettings(url=timescale_url))
+    await store.add_patient("mixed-patient", None, None)
+    for device in ("cuff-app", "watch-app"):
+        await store.add_device(device, None, None)
+        await store.assign_device(device, "mixed-patient", None)
+    await store.close()
+
+    cuff = FakePeripheral("AA:00:00:00:00:03", 0x1810, {0x2A35: ["indicate"]})
+    settings = GatewaySettings(
+        database=DatabaseSettings(url=timescale_url),
+        mqtt=MqttSettings(port=broker_port, client_id="ble-app-test"),
+        ble=BleSettings(devices=[PairedDeviceSettings(device_id="cuff-app", address=cuff.address)]),
+    )
+    app = create_app(settings, ble_connector=connect_fake)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http,
+    ):
+        async with asyncio.timeout(10):
+            while not cuff.subscriptions or (await http.get("/healthz")).json()["broker"]["status"] != "up":  # noqa: ASYNC110 - polling
+                await asyncio.sleep(0.02)
+        cuff.notify(0x2A35, bytes.fromhex("1E 78 00 50 00 5D 00 E8 07 01 02 03 04 05 48 00 01 00 00"))
+        async with ReadingPublisher("127.0.0.1", broker_port) as publisher:
+            at = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+            await publisher.publish("watch-app", [Reading("watch-app", "spo2", at, quantity=Quantity(Decimal(97), "%"))])
+        async with asyncio.timeout(15):
+            while True:
+                bundle = (await http.get("/fhir/Observation", params={"patient": "mixed-patient"})).json()
+                if len(bundle["entry"]) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+    codes = sorted(entry["resource"]["code"]["coding"][0]["code"] for entry in bundle["entry"])
+    assert codes == ["2708-6", "85354-9", "8867-4"]
+    for entry in bundle["entry"]:
+        validate_resource(entry["resource"])
