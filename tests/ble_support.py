@@ -41,7 +41,11 @@ def fuzz(parse: Callable[[bytes], object], *, examples: int = 5000) -> Callable[
     """A test: any bytes (and any flag byte with any tail) parse or raise GattParseError, nothing else."""
 
     @settings(max_examples=examples, deadline=None)
-    @given(st.one_of(st.binary(max_size=40), st.tuples(st.integers(0, 255), st.binary(max_size=30)).map(lambda t: bytes([t[0]]) + t[1])))
+    @given(
+        st.one_of(
+            st.binary(max_size=40), st.tuples(st.integers(0, 255), st.binary(max_size=30)).map(lambda t: bytes([t[0]]) + t[1])
+        )
+    )
     def run(data: bytes) -> None:
         try:
             parse(data)

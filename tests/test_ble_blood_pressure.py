@@ -75,16 +75,22 @@ def test_blood_pressure_to_fhir_panel_and_pulse() -> None:
 
 
 def test_kpa_is_converted_keeping_the_original_and_nan_map_is_left_out() -> None:
-    (panel,) = observations(readings_from_blood_pressure(parse_blood_pressure_measurement(octets("01 A0 F0 6B F0 7D F0")), CONTEXT))
+    (panel,) = observations(
+        readings_from_blood_pressure(parse_blood_pressure_measurement(octets("01 A0 F0 6B F0 7D F0")), CONTEXT)
+    )
     systolic = panel["component"][0]["valueQuantity"]
     assert (systolic["value"], systolic["code"]) == (120, "mm[Hg]")
     assert systolic["extension"][0]["valueQuantity"] == {"value": 16.0, "unit": "kPa"}
-    (without_map,) = observations(readings_from_blood_pressure(parse_blood_pressure_measurement(octets("00 78 00 50 00 FF 07")), CONTEXT))
+    (without_map,) = observations(
+        readings_from_blood_pressure(parse_blood_pressure_measurement(octets("00 78 00 50 00 FF 07")), CONTEXT)
+    )
     assert len(without_map["component"]) == 2
 
 
 def test_special_pulse_becomes_data_absent_and_status_bits_are_kept() -> None:
-    _, pulse = observations(readings_from_blood_pressure(parse_blood_pressure_measurement(octets("04 78 00 50 00 5D 00 00 08")), CONTEXT))
+    _, pulse = observations(
+        readings_from_blood_pressure(parse_blood_pressure_measurement(octets("04 78 00 50 00 5D 00 00 08")), CONTEXT)
+    )
     assert pulse["dataAbsentReason"]["coding"][0]["code"] == "error"
     readings = readings_from_blood_pressure(parse_blood_pressure_measurement(octets("10 78 00 50 00 5D 00 0C 00")), CONTEXT)
     assert readings[0].status_codes == (("8410608.2", "irregular-pulse"), ("8410608.3", "pulse-over-range-limit"))

@@ -32,7 +32,7 @@ class GlucoseMeter(FakePeripheral):
 
     def __init__(self, address: str, count: int, drop_after: int | None) -> None:
         super().__init__(address, GLUCOSE, {0x2A18: ["notify"], 0x2A52: ["write", "indicate"], 0x2A29: ["read"], 0x2A2B: ["read"]},
-                         {0x2A29: b"Acme Health", 0x2A2B: bytes.fromhex("E8 07 03 0F 08 1E 00 05 00 00")})  # fmt: skip
+                         {0x2A29: b"Acme Health", 0x2A2B: bytes.fromhex("E8 07 03 0F 12 00 00 05 00 00")})  # fmt: skip
         self.count = count
         self.drop_after = drop_after
         self.requests: list[bytes] = []

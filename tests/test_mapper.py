@@ -464,6 +464,15 @@ def test_device_status_bits_become_boolean_components() -> None:
 
 def test_a_zone_less_device_time_keys_the_reading_whatever_its_anchoring() -> None:
     early = Reading("watch-1", "heart_rate", AT, quantity=Quantity(Decimal(70), "/min"), device_time="2024-01-02T03:04:05")
-    later = Reading("watch-1", "heart_rate", AT + timedelta(seconds=3), quantity=Quantity(Decimal(70), "/min"), device_time="2024-01-02T03:04:05")
-    assert MAPPER.map_one(MappingInput(early, WHO, RECEIVED, "ble")).key == MAPPER.map_one(MappingInput(later, WHO, RECEIVED, "ble")).key
+    later = Reading(
+        "watch-1",
+        "heart_rate",
+        AT + timedelta(seconds=3),
+        quantity=Quantity(Decimal(70), "/min"),
+        device_time="2024-01-02T03:04:05",
+    )
+    assert (
+        MAPPER.map_one(MappingInput(early, WHO, RECEIVED, "ble")).key
+        == MAPPER.map_one(MappingInput(later, WHO, RECEIVED, "ble")).key
+    )
     assert MAPPER.map_one(MappingInput(early, WHO, RECEIVED, "ble")).key != _map(_reading("heart_rate", "70", "/min"))["id"]

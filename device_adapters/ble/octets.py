@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import IntEnum
+from typing import TypeVar
 
 from device_adapters.ble.ieee11073 import MedicalNumber, float32, sfloat
 from device_adapters.errors import DecodeError, ReasonCode
@@ -158,3 +160,14 @@ class OctetReader:
 def bits_set(value: int, names: dict[int, str]) -> frozenset[str]:
     """Names of the set bits of a status field (unnamed/RFU bits are left out)."""
     return frozenset(name for bit, name in names.items() if value >> bit & 1)
+
+
+_E = TypeVar("_E", bound=IntEnum)
+
+
+def known(kind: type[_E], raw: int) -> _E | None:
+    """The enum member for ``raw``, or None for unknown and reserved (RFU) values (kept raw beside it)."""
+    try:
+        return kind(raw)
+    except ValueError:
+        return None

@@ -6,11 +6,23 @@ import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from device_adapters.ble import blood_pressure, body_composition, heart_rate, thermometer, weight
+from device_adapters.ble import (
+    battery,
+    blood_pressure,
+    body_composition,
+    cgm,
+    clock,
+    glucose,
+    heart_rate,
+    pulse_oximeter,
+    racp,
+    thermometer,
+    weight,
+)
 from device_adapters.ble.characteristic import Characteristic
 from device_adapters.ble.octets import GattParseError
 
-_MODULES = (blood_pressure, heart_rate, thermometer, weight, body_composition)
+_MODULES = (blood_pressure, heart_rate, thermometer, weight, body_composition, pulse_oximeter, glucose, cgm, battery, clock, racp)
 
 CHARACTERISTICS: Mapping[int, Characteristic] = MappingProxyType({
     characteristic.uuid16: characteristic for module in _MODULES for characteristic in module.CHARACTERISTICS

@@ -17,15 +17,23 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 
 from bleak import BleakClient
 from bleak.exc import BleakError
 
+from device_adapters.ble.clock import device_timezone, encode_current_time, parse_current_time, parse_local_time_information
 from device_adapters.ble.context import ClockBook, DeviceClock
 from device_adapters.ble.decoder import SOURCE, channel_for
-from device_adapters.ble.octets import GattParseError, OctetReader
+from device_adapters.ble.octets import GattParseError
+from device_adapters.ble.racp import (
+    RacpResponse,
+    RacpResponseCode,
+    parse_record_access_control_point,
+    report_all_records,
+    report_records_from,
+)
 from device_adapters.ble.registry import CHARACTERISTICS
 from device_adapters.readings import Delivery, RawFrame
 
@@ -36,10 +44,7 @@ RECORD_ACCESS_CONTROL_POINT = 0x2A52
 CURRENT_TIME = 0x2A2B
 DEVICE_INFORMATION = {0x2A29: "manufacturer", 0x2A24: "model", 0x2A25: "serial_number", 0x2A26: "firmware"}
 MEASUREMENTS = frozenset(uuid for uuid, characteristic in CHARACTERISTICS.items() if characteristic.to_readings is not None)
-_RACP_RESPONSE = 0x06
-_RACP_REPORT_ALL = b"\x01\x01"
-_RACP_SUCCESS, _RACP_NO_RECORDS = 0x01, 0x06
-_RACP_RESPONSE_LENGTH = 4  # op code, operator, request op code, response code
+LOCAL_TIME_INFORMATION = 0x2A0F
 _SEQUENCE_END = 3  # flags octet, then the uint16 sequence number
 
 
@@ -85,10 +90,8 @@ Connector = Callable[[PairedDevice, Callable[[], None]], Awaitable[BleakClient]]
 
 
 def racp_request_after(cursor: int | None) -> bytes:
-    """Report stored records after ``cursor`` (all when None): op 1, operator 3 (>=), filter 1 (sequence number)."""
-    if cursor is None:
-        return _RACP_REPORT_ALL
-    return b"\x01\x03\x01" + min(cursor + 1, 0xFFFF).to_bytes(2, "little")
+    """Report the stored records after ``cursor`` (all of them when nothing was committed yet)."""
+    return report_all_records() if cursor is None else report_records_from(min(cursor + 1, 0xFFFF))
 
 
 class BleSessionManager:
@@ -180,15 +183,21 @@ class BleSessionManager:
         self.device_information[device.device_id] = information
 
     async def _compare_clocks(self, device: PairedDevice, client: BleakClient, available: set[int]) -> None:
+        """Coincident time stamp: the device clock read at a known gateway time, in the device's zone."""
+        zone: tzinfo = self._clocks.get(device.device_id).zone
+        if LOCAL_TIME_INFORMATION in available:
+            local = parse_local_time_information(bytes(await client.read_gatt_char(sig_uuid(LOCAL_TIME_INFORMATION))))
+            zone = device_timezone(local) or zone
         if CURRENT_TIME not in available:
+            self._clocks.set(device.device_id, DeviceClock(zone=zone))
             return
-        zone = self._clocks.get(device.device_id).zone
         if self._set_clock:
-            now = datetime.now(UTC).astimezone(zone)
-            await client.write_gatt_char(sig_uuid(CURRENT_TIME), _current_time(now), response=True)
-        value = bytes(await client.read_gatt_char(sig_uuid(CURRENT_TIME)))
+            await client.write_gatt_char(
+                sig_uuid(CURRENT_TIME), encode_current_time(datetime.now(UTC).astimezone(zone)), response=True
+            )
+        current = parse_current_time(bytes(await client.read_gatt_char(sig_uuid(CURRENT_TIME))))
         gateway_now = datetime.now(UTC)
-        device_now = OctetReader("Current Time", value).date_time("Current Time").naive()
+        device_now = current.naive()
         self._clocks.set(device.device_id, DeviceClock(device_now, gateway_now if device_now else None, zone))
 
     async def _download(
@@ -196,11 +205,16 @@ class BleSessionManager:
     ) -> bool:
         """Stored records after the committed cursor; True when the device said the transfer is complete."""
         finished = asyncio.Event()
-        outcome: list[int] = []
+        outcome: list[RacpResponse] = []
 
         def on_racp(_: object, data: bytearray) -> None:
-            if len(data) >= _RACP_RESPONSE_LENGTH and data[0] == _RACP_RESPONSE:
-                outcome.append(data[3])
+            try:
+                value = parse_record_access_control_point(bytes(data))
+            except GattParseError as exc:
+                logger.warning("ble %s: %s", device.device_id, exc)
+                return
+            if isinstance(value, RacpResponse):
+                outcome.append(value)
                 finished.set()
 
         await client.start_notify(sig_uuid(RECORD_ACCESS_CONTROL_POINT), on_racp)
@@ -210,8 +224,10 @@ class BleSessionManager:
             await _first(finished, link_lost, overflow)
         if not finished.is_set():
             return False
-        if outcome[0] not in {_RACP_SUCCESS, _RACP_NO_RECORDS}:
-            logger.warning("ble %s: stored-record transfer refused (response code %d)", device.device_id, outcome[0])
+        if outcome[0].response_code not in {RacpResponseCode.SUCCESS, RacpResponseCode.NO_RECORDS_FOUND}:
+            logger.warning(
+                "ble %s: stored-record transfer refused (response code %d)", device.device_id, outcome[0].response_code_raw
+            )
         return True
 
     def _on_value(
@@ -244,10 +260,3 @@ async def _first(*events: asyncio.Event) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-def _current_time(now: datetime) -> bytes:
-    """Current Time (0x2A2B): Date Time, day of week, fractions 1/256 s, adjust reason (manual update)."""
-    return now.year.to_bytes(2, "little") + bytes(
-        [now.month, now.day, now.hour, now.minute, now.second, now.isoweekday(), now.microsecond * 256 // 1_000_000, 0x01]
-    )
