@@ -17,7 +17,7 @@ from typing import Literal
 from device_adapters.ble.characteristic import Characteristic
 from device_adapters.ble.context import BleContext
 from device_adapters.ble.ieee11073 import MedicalNumber
-from device_adapters.ble.octets import BleDateTime, OctetReader, require_length
+from device_adapters.ble.octets import BleDateTime, OctetReader, known, require_length
 from device_adapters.readings import Quantity, Reading
 
 TEMPERATURE_MEASUREMENT = "Temperature Measurement"
@@ -86,13 +86,6 @@ class TemperatureTypeValue:
     """None for the RFU values."""
 
 
-_TYPES = {member.value: member for member in TemperatureType}
-
-
-def _known_type(raw: int) -> TemperatureType | None:
-    return _TYPES.get(raw)
-
-
 def _parse(name: str, data: bytes) -> tuple[MedicalNumber, TemperatureUnit, BleDateTime | None, int | None]:
     reader = OctetReader(name, data)
     if not data:
@@ -109,12 +102,16 @@ def _parse(name: str, data: bytes) -> tuple[MedicalNumber, TemperatureUnit, BleD
 
 def parse_temperature_measurement(data: bytes) -> TemperatureMeasurement:
     value, unit, timestamp, type_raw = _parse(TEMPERATURE_MEASUREMENT, data)
-    return TemperatureMeasurement(value, unit, timestamp, type_raw, None if type_raw is None else _known_type(type_raw))
+    return TemperatureMeasurement(
+        value, unit, timestamp, type_raw, None if type_raw is None else known(TemperatureType, type_raw)
+    )
 
 
 def parse_intermediate_temperature(data: bytes) -> IntermediateTemperature:
     value, unit, timestamp, type_raw = _parse(INTERMEDIATE_TEMPERATURE, data)
-    return IntermediateTemperature(value, unit, timestamp, type_raw, None if type_raw is None else _known_type(type_raw))
+    return IntermediateTemperature(
+        value, unit, timestamp, type_raw, None if type_raw is None else known(TemperatureType, type_raw)
+    )
 
 
 def parse_temperature_type(data: bytes) -> TemperatureTypeValue:
@@ -124,7 +121,7 @@ def parse_temperature_type(data: bytes) -> TemperatureTypeValue:
     if len(data) != 1:
         raise reader.error(f"value must be exactly 1 octet, have {len(data)}")
     raw = reader.u8(TEMPERATURE_TYPE)
-    return TemperatureTypeValue(raw, _known_type(raw))
+    return TemperatureTypeValue(raw, known(TemperatureType, raw))
 
 
 def readings_from_temperature(measurement: TemperatureMeasurement, context: BleContext) -> list[Reading]:
