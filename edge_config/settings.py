@@ -50,14 +50,20 @@ class MqttSettings(_Section):
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
-    client_id: str = Field(
+    client_id: str | None = Field(
         default="pulsebridge-gateway",
         min_length=1,
         max_length=64,
         pattern=r"^[A-Za-z0-9._-]+$",
-        description="fixed, so the broker keeps this gateway's session (and its unacknowledged messages)",
+        description="fixed, so the broker keeps this gateway's session (and its unacknowledged messages); null = random",
     )
     protocol: Literal["5", "3.1.1"] = "5"
+    qos: Literal[0, 1, 2] = Field(default=1, description="subscription QoS; 0 loses messages on any disconnect")
+    clean_start: bool = Field(default=False, description="true discards the session, and with it unacknowledged messages")
+    allow_data_loss: bool = Field(
+        default=False,
+        description="start even with settings that lose messages (QoS 0, clean start, random client id): tests and demos only",
+    )
     shared_group: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_-]+$",
@@ -72,6 +78,22 @@ class MqttSettings(_Section):
     )
     keepalive_seconds: int = Field(default=30, ge=5, le=3600)
     reconnect_max_seconds: float = Field(default=30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _refuse_data_loss(self) -> MqttSettings:
+        unsafe = [
+            reason
+            for reason, present in (
+                ("qos 0 (a message is gone if the gateway stops before storing it)", self.qos == 0),
+                ("clean_start (the broker forgets unacknowledged messages at every reconnect)", self.clean_start),
+                ("no fixed client_id (each start is a new session; the old one's messages are stranded)", self.client_id is None),
+            )
+            if present
+        ]
+        if unsafe and not self.allow_data_loss:
+            msg = f"these settings lose data: {'; '.join(unsafe)}; set allow_data_loss: true only if that is intended"
+            raise ValueError(msg)
+        return self
 
 
 class HttpSettings(_Section):

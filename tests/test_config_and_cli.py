@@ -31,7 +31,7 @@ def test_yaml_and_environment_merge_with_environment_winning(tmp_path: Path, mon
     ("yaml_text", "location"),
     [
         ("mqtt:\n  port: 70000\n", "mqtt.port"),
-        ("mqtt:\n  qos: 0\n", "mqtt.qos"),
+        ("mqtt:\n  qos: 3\n", "mqtt.qos"),
         ("databse:\n  url: x\n", "databse"),
         ("database:\n  url: mysql://x\n", "database"),
         ("mqtt:\n  client_id: 'has space'\n", "mqtt.client_id"),
@@ -104,3 +104,16 @@ def test_plausibility_overrides_are_checked_against_the_catalogue(tmp_path: Path
     result = cli({}, "check-config", "--config", str(bad))
     assert result.returncode == 2
     assert "plausibility.heart_rat" in result.stderr
+
+
+@pytest.mark.parametrize(("yaml_text", "words"), [("mqtt:\n  qos: 0\n", "qos 0"), ("mqtt:\n  clean_start: true\n", "clean_start"),
+                                                   ("mqtt:\n  client_id: null\n", "client_id")])  # fmt: skip
+def test_settings_that_lose_data_are_refused_unless_intended(tmp_path: Path, yaml_text: str, words: str) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml_text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert words in str(caught.value)
+    assert "allow_data_loss" in str(caught.value)
+    config.write_text(yaml_text + "  allow_data_loss: true\n")
+    assert load_settings(config).mqtt.allow_data_loss

@@ -56,14 +56,14 @@ class MqttSource:
             client = aiomqtt.Client(
                 **common,  # type: ignore[arg-type] # keyword bundle shared by both protocol versions
                 protocol=aiomqtt.ProtocolVersion.V5,
-                clean_start=False,
+                clean_start=settings.clean_start or settings.client_id is None,
                 properties=properties,
             )
         else:
             client = aiomqtt.Client(
                 **common,  # type: ignore[arg-type] # keyword bundle shared by both protocol versions
                 protocol=aiomqtt.ProtocolVersion.V311,
-                clean_session=False,
+                clean_session=settings.clean_start or settings.client_id is None,
             )
         enable_manual_ack(client)
         return client
@@ -74,7 +74,7 @@ class MqttSource:
             client = self._new_client()
             try:
                 async with client:
-                    await client.subscribe(self._subscription, qos=1)
+                    await client.subscribe(self._subscription, qos=self._settings.qos)
                     self._generation += 1
                     self._client, self.connected, self.last_error = client, True, None
                     logger.info(
