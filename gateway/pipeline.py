@@ -22,6 +22,7 @@ from edge_config import GatewaySettings, IngestSettings
 from fhir_mapper.devices import gateway_device_id
 from fhir_mapper.observation import Attribution, MapperContext, MappingInput, ObservationMapper
 from fhir_mapper.plausibility import PlausibilityPolicy, RangeOverride
+from gateway.metrics import IngestMetrics
 from gateway.storage import ObservationStore, QuarantineEntry, WriteResult
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class IngestPipeline:
         settings: IngestSettings,
         mapper: ObservationMapper | None = None,
         decoders: Mapping[str, FrameDecoder] | None = None,
+        metrics: IngestMetrics | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
@@ -99,6 +101,8 @@ class IngestPipeline:
         self._decoders = decoders if decoders is not None else {"mqtt": NativeFrameDecoder(settings)}
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=settings.queue_size)
         self.stats = IngestStats()
+        self.metrics = metrics or IngestMetrics()
+        self.metrics.watch_queue(self._queue.qsize)
 
     @property
     def queue_depth(self) -> int:
@@ -106,6 +110,8 @@ class IngestPipeline:
 
     async def submit(self, delivery: Delivery) -> None:
         """Queue a delivery; waits while the queue is full (back-pressure to the source)."""
+        self.metrics.received.labels(delivery.frame.source).inc()
+        self.metrics.unacknowledged.inc()
         await self._queue.put(delivery)
 
     async def run(self) -> None:
@@ -138,12 +144,14 @@ class IngestPipeline:
                 result = await self.store_batch(batch)
             except StorageError as exc:
                 self.stats.store_failures += 1
+                self.metrics.store_failures.inc()
                 logger.warning("storing a batch of %d frames failed (%s); retrying in %.1f s", len(batch), exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._settings.retry_max_seconds)
                 continue
             for delivery in batch:
                 delivery.ack()
+            self.metrics.unacknowledged.dec(len(batch))
             return result
 
     async def store_batch(self, batch: Sequence[Delivery]) -> WriteResult:
@@ -197,6 +205,7 @@ class IngestPipeline:
         self.stats.stored += result.inserted
         self.stats.duplicates += result.duplicates
         self.stats.quarantined += result.quarantined
+        self.metrics.committed(batch, result.inserted, result.duplicates, [entry.reason for entry in quarantine])
         return result
 
 

@@ -173,3 +173,22 @@ def test_metadata_health_and_errors(stack: Stack) -> None:
     lenient = stack.fhir("Observation", colour="red").json()
     assert lenient["entry"][-1]["search"]["mode"] == "outcome"
     validate_resource(orjson.loads(bad_date.content))
+
+
+def test_prometheus_metrics_count_ingest(stack: Stack) -> None:
+    stack.publish("ghost-device", '{"type": "heart_rate", "value": 80, "unit": "/min", "time": "2026-11-22T11:30:00Z"}')
+    stack.publish("watch-e2e", '{"type": "heart_rate", "value": 81, "unit": "/min", "time": "2026-11-22T11:31:00Z"}')
+    assert stack.wait_for_observations(1, 10, patient=PATIENT, date="2026-11-22T11:31:00Z")
+    deadline = time.monotonic() + 10
+    while True:
+        text = stack.http.get("/metrics").text
+        samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
+        if samples.get('pulsebridge_quarantined_total{reason="unknown_device"}', 0) >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert samples['pulsebridge_frames_received_total{source="mqtt"}'] >= 2
+    assert samples["pulsebridge_readings_stored_total"] >= 1
+    assert samples['pulsebridge_quarantined_total{reason="unknown_device"}'] >= 1
+    assert samples["pulsebridge_ingest_latency_seconds_count"] >= 2
+    assert samples["pulsebridge_unacknowledged_in_flight"] == 0
+    assert "pulsebridge_ingest_queue_depth" in samples

@@ -6,6 +6,7 @@ import dataclasses
 
 from fastapi import APIRouter
 from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from device_adapters.errors import StorageError
 from device_adapters.jsonwire import dumps
@@ -37,3 +38,8 @@ async def healthz(rt: RuntimeDep) -> Response:
         },
     }
     return Response(dumps(body), status_code=200 if healthy else 503, media_type="application/json")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(rt: RuntimeDep) -> Response:
+    return Response(generate_latest(rt.pipeline.metrics.registry), media_type=CONTENT_TYPE_LATEST)
