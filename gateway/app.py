@@ -16,18 +16,17 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI
 
 from device_adapters.ble.context import ClockBook
-from device_adapters.ble.decoder import SOURCE as BLE_SOURCE
-from device_adapters.ble.decoder import BleFrameDecoder
 from device_adapters.ble.session import BleSessionManager, Connector, MemoryCursors, PairedDevice
 from device_adapters.mqtt.native import SUBSCRIPTION
 from device_adapters.mqtt.source import MqttSource
 from device_adapters.readings import Delivery
 from edge_config import GatewaySettings
 from gateway import __version__
+from gateway.api.admin import router as admin_router
 from gateway.api.errors import install_error_handlers
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
-from gateway.pipeline import FrameDecoder, IngestPipeline, NativeFrameDecoder, mapper_for
+from gateway.pipeline import IngestPipeline, decoders_for, mapper_for
 from gateway.runtime import Runtime
 from gateway.storage import open_store
 
@@ -63,8 +62,7 @@ def create_app(
             if migrate:
                 await store.migrate()
             clocks = ClockBook(ZoneInfo(settings.ble.zone))
-            decoders: dict[str, FrameDecoder] = {"mqtt": NativeFrameDecoder(settings.ingest), BLE_SOURCE: BleFrameDecoder(clocks)}
-            pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings), decoders)
+            pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings), decoders_for(settings, clocks))
             source = MqttSource(settings.mqtt, SUBSCRIPTION)
             runtime = Runtime(settings, store, pipeline, source)
             app.state.runtime = runtime
@@ -96,6 +94,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(fhir_router)
     app.include_router(health_router)
+    app.include_router(admin_router)
     return app
 
 

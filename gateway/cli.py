@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_argument(assign)
 
+    _add_tools(commands)
+    return parser
+
+
+def _add_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The decode, ble and quarantine commands."""
     decode = commands.add_parser("decode", help="show what PulseBridge reads in a device payload").add_subparsers(
         dest="action", required=True
     )
@@ -99,8 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     list_quarantine = quarantine.add_parser("list", help="the most recent quarantine rows")
     list_quarantine.add_argument("--limit", type=int, default=20)
+    list_quarantine.add_argument("--reason", help="only rows with this reason code")
     _config_argument(list_quarantine)
-    return parser
+    show_quarantine = quarantine.add_parser("show", help="one row with its raw payload")
+    show_quarantine.add_argument("row_id", type=int)
+    _config_argument(show_quarantine)
+    replay_quarantine = quarantine.add_parser("replay", help="run quarantined inputs through the pipeline again (after a fix)")
+    replay_quarantine.add_argument("row_ids", type=int, nargs="*", help="row ids (default: every row with --reason)")
+    replay_quarantine.add_argument("--reason", help="replay every row with this reason code")
+    _config_argument(replay_quarantine)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -205,8 +218,50 @@ def _assign_device(settings: GatewaySettings, args: argparse.Namespace) -> None:
 
 
 def _list_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> None:
-    for row in _with_store(settings, lambda store: store.list_quarantine(args.limit)):
+    for row in _with_store(settings, lambda store: store.list_quarantine(args.limit, args.reason)):
         print(f"{row.last_seen.isoformat()}\t{row.reason}\t{row.stage}\t{row.channel}\tx{row.seen_count}\t{row.detail}")  # noqa: T201
+
+
+def _show_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    row = _with_store(settings, lambda store: store.get_quarantine(args.row_id))
+    if row is None:
+        raise UsageError(f"no quarantine row {args.row_id}")
+    try:
+        payload = row.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        payload = f"(not UTF-8) {row.payload.hex(' ')}"
+    fields = [
+        ("id", row.id), ("reason", row.reason), ("stage", row.stage), ("detail", row.detail), ("source", row.source),
+        ("channel", row.channel), ("device", row.device_id or ""), ("item", "" if row.item_index is None else row.item_index),
+        ("seen", row.seen_count), ("first seen", row.first_seen.isoformat()), ("last seen", row.last_seen.isoformat()),
+        ("payload", payload),
+    ]  # fmt: skip
+    print("\n".join(f"{name}: {value}" for name, value in fields))  # noqa: T201
+
+
+def _replay_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    from device_adapters.ble.context import ClockBook  # noqa: PLC0415 - only replays need the pipeline
+    from gateway.pipeline import IngestPipeline, decoders_for, mapper_for  # noqa: PLC0415
+    from gateway.quarantine import ReplayOutcome, replay  # noqa: PLC0415
+
+    if not args.row_ids and not args.reason:
+        raise UsageError("name row ids, or --reason to replay every row with that reason")
+
+    async def work(store: ObservationStore) -> list[ReplayOutcome]:
+        pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings), decoders_for(settings, ClockBook()))
+        rows = (
+            [await store.get_quarantine(row_id) for row_id in args.row_ids]
+            if args.row_ids
+            else await store.list_quarantine(10_000, args.reason)
+        )
+        missing = [row_id for row_id, row in zip(args.row_ids, rows, strict=False) if row is None]
+        if missing:
+            raise UsageError(f"no quarantine row {', '.join(map(str, missing))}")
+        return [await replay(store, pipeline, row) for row in rows if row is not None]
+
+    for outcome in _with_store(settings, work):
+        still = f", still refused: {', '.join(outcome.still_quarantined)}" if outcome.still_quarantined else ""
+        print(f"row {outcome.row_id}: stored {outcome.stored}, duplicates {outcome.duplicates}{still}")  # noqa: T201
 
 
 _REGISTRY_COMMANDS: dict[tuple[str, str], Callable[[GatewaySettings, argparse.Namespace], None]] = {
@@ -216,6 +271,8 @@ _REGISTRY_COMMANDS: dict[tuple[str, str], Callable[[GatewaySettings, argparse.Na
     ("devices", "list"): _list_devices,
     ("devices", "assign"): _assign_device,
     ("quarantine", "list"): _list_quarantine,
+    ("quarantine", "show"): _show_quarantine,
+    ("quarantine", "replay"): _replay_quarantine,
 }
 
 

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from device_adapters.ble.context import ClockBook
+from device_adapters.ble.decoder import SOURCE as BLE_SOURCE
+from device_adapters.ble.decoder import BleFrameDecoder
 from device_adapters.errors import DecodeError, IdentityError, InputRejectedError, ReasonCode, StorageError
 from device_adapters.mqtt.native import decode_payload, device_from_topic
 from device_adapters.readings import Delivery, FrameDecode, RawFrame
 from edge_config import GatewaySettings, IngestSettings
 from fhir_mapper.devices import gateway_device_id
-from fhir_mapper.observation import Attribution, MapperContext, MappingInput, ObservationMapper
+from fhir_mapper.observation import Attribution, MappedObservation, MapperContext, MappingInput, ObservationMapper
 from fhir_mapper.plausibility import PlausibilityPolicy, RangeOverride
 from gateway.metrics import IngestMetrics
 from gateway.storage import ObservationStore, QuarantineEntry, WriteResult
@@ -38,6 +41,11 @@ def mapper_for(settings: GatewaySettings) -> ObservationMapper:
             plausibility=PlausibilityPolicy(overrides),
         ),
     )
+
+
+def decoders_for(settings: GatewaySettings, clocks: ClockBook) -> dict[str, FrameDecoder]:
+    """A decoder per frame source: the native MQTT format and Bluetooth GATT values."""
+    return {"mqtt": NativeFrameDecoder(settings.ingest), BLE_SOURCE: BleFrameDecoder(clocks)}
 
 
 class FrameDecoder(Protocol):
@@ -156,6 +164,18 @@ class IngestPipeline:
 
     async def store_batch(self, batch: Sequence[Delivery]) -> WriteResult:
         """Decode, attribute and map ``batch``, then commit it in one transaction (no ack)."""
+        observations, quarantine = await self.prepare(batch)
+        result = await self._store.write_batch(observations, quarantine)
+        self.stats.frames += len(batch)
+        self.stats.batches += 1
+        self.stats.stored += result.inserted
+        self.stats.duplicates += result.duplicates
+        self.stats.quarantined += result.quarantined
+        self.metrics.committed(batch, result.inserted, result.duplicates, [entry.reason for entry in quarantine])
+        return result
+
+    async def prepare(self, batch: Sequence[Delivery]) -> tuple[list[MappedObservation], list[QuarantineEntry]]:
+        """What ``batch`` becomes: Observations to store and inputs to quarantine (reads the registry, writes nothing)."""
         frames: list[_DecodedFrame] = []
         quarantine: list[QuarantineEntry] = []
         for delivery in batch:
@@ -198,15 +218,7 @@ class IngestPipeline:
         for position, rejection in rejected:
             frame, device_id, index = origins[position]
             quarantine.append(_entry(frame, device_id, rejection, index))
-
-        result = await self._store.write_batch(observations, quarantine)
-        self.stats.frames += len(batch)
-        self.stats.batches += 1
-        self.stats.stored += result.inserted
-        self.stats.duplicates += result.duplicates
-        self.stats.quarantined += result.quarantined
-        self.metrics.committed(batch, result.inserted, result.duplicates, [entry.reason for entry in quarantine])
-        return result
+        return observations, quarantine
 
 
 def _entry(frame: RawFrame, device_id: str | None, error: InputRejectedError, index: int | None) -> QuarantineEntry:

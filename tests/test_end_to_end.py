@@ -182,7 +182,11 @@ def test_prometheus_metrics_count_ingest(stack: Stack) -> None:
     deadline = time.monotonic() + 10
     while True:
         text = stack.http.get("/metrics").text
-        samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
+        samples = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
         if samples.get('pulsebridge_quarantined_total{reason="unknown_device"}', 0) >= 1 or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -192,3 +196,26 @@ def test_prometheus_metrics_count_ingest(stack: Stack) -> None:
     assert samples["pulsebridge_ingest_latency_seconds_count"] >= 2
     assert samples["pulsebridge_unacknowledged_in_flight"] == 0
     assert "pulsebridge_ingest_queue_depth" in samples
+
+
+def test_quarantine_api_replays_after_the_device_is_registered(stack: Stack) -> None:
+    stack.publish("late-e2e", '{"type": "heart_rate", "value": 66, "unit": "/min", "time": "2026-11-22T12:00:00Z"}')
+    deadline = time.monotonic() + 10
+    rows: list[dict[str, Any]] = []
+    while not rows and time.monotonic() < deadline:
+        rows = [
+            r
+            for r in stack.http.get("/api/v1/quarantine", params={"reason": "unknown_device"}).json()
+            if r["device_id"] == "late-e2e"
+        ]
+        time.sleep(0.05)
+    (row,) = rows
+    assert row["payload_encoding"] == "utf-8"
+    assert stack.http.get(f"/api/v1/quarantine/{row['id']}").json()["channel"] == "pulsebridge/v1/devices/late-e2e/readings"
+    for args in (("devices", "add", "late-e2e"), ("devices", "assign", "late-e2e", PATIENT)):
+        assert cli(stack.env, *args).returncode == 0
+    outcome = stack.http.post(f"/api/v1/quarantine/{row['id']}/replay").json()
+    assert (outcome["stored"], outcome["resolved"]) == (1, True)
+    assert stack.http.get(f"/api/v1/quarantine/{row['id']}").status_code == 404
+    assert stack.http.post("/api/v1/quarantine/999999/replay").status_code == 404
+    assert stack.fhir("Observation", patient=PATIENT, date="2026-11-22T12:00:00Z").json()["entry"]

@@ -89,6 +89,8 @@ class QuarantineEntry:
 
 @dataclass(frozen=True, slots=True)
 class QuarantineRow:
+    """A stored quarantine entry; ``seen_count`` counts how often the same input failed the same way."""
+
     id: int
     first_seen: datetime
     last_seen: datetime
@@ -101,6 +103,12 @@ class QuarantineRow:
     detail: str
     item_index: int | None
     payload: bytes
+
+    @property
+    def fingerprint(self) -> bytes:
+        entry = QuarantineEntry(self.last_seen, self.source, self.channel, self.device_id, self.stage, self.reason, self.detail,
+                                self.payload, self.item_index)  # fmt: skip
+        return entry.fingerprint
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +179,11 @@ class ObservationStore(Protocol):
 
     async def get_observation(self, reading_key: uuid.UUID) -> str | None: ...
 
-    async def list_quarantine(self, limit: int) -> list[QuarantineRow]: ...
+    async def list_quarantine(self, limit: int, reason: str | None = None) -> list[QuarantineRow]: ...
+
+    async def get_quarantine(self, row_id: int) -> QuarantineRow | None: ...
+
+    async def delete_quarantine(self, row_id: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

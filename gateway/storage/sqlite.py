@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_QUARANTINE_COLUMNS = (
+    "id, first_seen, last_seen, seen_count, source, channel, device_id, stage, reason, detail, item_index, payload"
+)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -305,25 +308,37 @@ class SqliteStore:
         )  # fmt: skip
         return None if row is None else str(row["resource"])
 
-    async def list_quarantine(self, limit: int) -> list[QuarantineRow]:
+    async def list_quarantine(self, limit: int, reason: str | None = None) -> list[QuarantineRow]:
         rows = await self._run(
             "list quarantine",
             lambda connection: connection.execute(
-                "SELECT id, first_seen, last_seen, seen_count, source, channel, device_id, stage, reason, detail, item_index, "
-                "payload FROM quarantine ORDER BY last_seen DESC, id DESC LIMIT ?",
-                (limit,),
+                f"SELECT {_QUARANTINE_COLUMNS} FROM quarantine WHERE (? IS NULL OR reason = ?) "  # noqa: S608 - constant columns
+                "ORDER BY last_seen DESC, id DESC LIMIT ?",
+                (reason, reason, limit),
             ).fetchall(),
         )
-        return [
-            QuarantineRow(
-                **{
-                    **dict(row),
-                    "first_seen": _required_instant(row["first_seen"]),
-                    "last_seen": _required_instant(row["last_seen"]),
-                },
-            )
-            for row in rows
-        ]
+        return [_quarantine_row(row) for row in rows]
+
+    async def get_quarantine(self, row_id: int) -> QuarantineRow | None:
+        row = await self._run(
+            "read a quarantine row",
+            lambda connection: connection.execute(
+                f"SELECT {_QUARANTINE_COLUMNS} FROM quarantine WHERE id = ?",  # noqa: S608 - constant columns
+                (row_id,),
+            ).fetchone(),
+        )
+        return None if row is None else _quarantine_row(row)
+
+    async def delete_quarantine(self, row_id: int) -> None:
+        await self._transaction(
+            "delete a quarantine row", lambda connection: connection.execute("DELETE FROM quarantine WHERE id = ?", (row_id,))
+        )
+
+
+def _quarantine_row(row: sqlite3.Row) -> QuarantineRow:
+    return QuarantineRow(
+        **{**dict(row), "first_seen": _required_instant(row["first_seen"]), "last_seen": _required_instant(row["last_seen"])},
+    )
 
 
 def _statements(script: str) -> list[str]:

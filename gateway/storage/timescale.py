@@ -57,6 +57,9 @@ VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (fingerprint) DO UPDATE
     SET seen_count = quarantine.seen_count + 1, last_seen = EXCLUDED.last_seen
 """
+_QUARANTINE_COLUMNS = (
+    "id, first_seen, last_seen, seen_count, source, channel, device_id, stage, reason, detail, item_index, payload"
+)
 _UNAVAILABLE = (
     OSError,
     TimeoutError,
@@ -267,11 +270,21 @@ class TimescaleStore:
             )  # fmt: skip
         return resource
 
-    async def list_quarantine(self, limit: int) -> list[QuarantineRow]:
+    async def list_quarantine(self, limit: int, reason: str | None = None) -> list[QuarantineRow]:
         async with _translated("list quarantine"):
             rows = await self._pool.fetch(
-                "SELECT id, first_seen, last_seen, seen_count, source, channel, device_id, stage, reason, detail, "
-                "item_index, payload FROM quarantine ORDER BY last_seen DESC, id DESC LIMIT $1",
+                f"SELECT {_QUARANTINE_COLUMNS} FROM quarantine WHERE ($2::text IS NULL OR reason = $2) "  # noqa: S608 - constant columns
+                "ORDER BY last_seen DESC, id DESC LIMIT $1",
                 limit,
+                reason,
             )
         return [QuarantineRow(**dict(row)) for row in rows]
+
+    async def get_quarantine(self, row_id: int) -> QuarantineRow | None:
+        async with _translated("read a quarantine row"):
+            row = await self._pool.fetchrow(f"SELECT {_QUARANTINE_COLUMNS} FROM quarantine WHERE id = $1", row_id)  # noqa: S608
+        return None if row is None else QuarantineRow(**dict(row))
+
+    async def delete_quarantine(self, row_id: int) -> None:
+        async with _translated("delete a quarantine row"):
+            await self._pool.execute("DELETE FROM quarantine WHERE id = $1", row_id)

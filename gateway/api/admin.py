@@ -1,0 +1,52 @@
+"""Operations API: the quarantine inbox and replays (access control arrives with the roles issue)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response
+
+from device_adapters.jsonwire import dumps
+from gateway.api.fhir import RuntimeDep
+from gateway.quarantine import replay
+from gateway.storage import QuarantineRow
+
+router = APIRouter(prefix="/api/v1", tags=["operations"])
+
+
+def _row(row: QuarantineRow) -> dict[str, object]:
+    body = {field.name: getattr(row, field.name) for field in dataclasses.fields(row) if field.name != "payload"}
+    try:
+        body["payload"], body["payload_encoding"] = row.payload.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        body["payload"], body["payload_encoding"] = base64.b64encode(row.payload).decode(), "base64"
+    body["first_seen"], body["last_seen"] = row.first_seen.isoformat(), row.last_seen.isoformat()
+    return body
+
+
+@router.get("/quarantine")
+async def list_quarantine(
+    rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50, reason: Annotated[str | None, Query(max_length=64)] = None
+) -> Response:
+    rows = await rt.store.list_quarantine(limit, reason)
+    return Response(dumps([_row(row) for row in rows]), media_type="application/json")
+
+
+@router.get("/quarantine/{row_id}")
+async def show_quarantine(row_id: int, rt: RuntimeDep) -> Response:
+    row = await rt.store.get_quarantine(row_id)
+    if row is None:
+        raise HTTPException(404, f"no quarantine row {row_id}")
+    return Response(dumps(_row(row)), media_type="application/json")
+
+
+@router.post("/quarantine/{row_id}/replay")
+async def replay_quarantine(row_id: int, rt: RuntimeDep) -> Response:
+    row = await rt.store.get_quarantine(row_id)
+    if row is None:
+        raise HTTPException(404, f"no quarantine row {row_id}")
+    outcome = await replay(rt.store, rt.pipeline, row)
+    return Response(dumps(dataclasses.asdict(outcome)), media_type="application/json")
