@@ -83,7 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The decode, ble and quarantine commands."""
+    """The decode, ble, mqtt and quarantine commands."""
+    mqtt = commands.add_parser("mqtt", help="the MQTT broker").add_subparsers(dest="action", required=True)
+    credentials = mqtt.add_parser("credentials", help="Mosquitto password file and ACL for every registered device")
+    credentials.add_argument("--out", type=Path, required=True, help="folder for passwd, acl, credentials.txt, mosquitto.conf")
+    credentials.add_argument("--gateway-user", action="append", default=[], help="gateway user (repeat for several processes)")
+    _config_argument(credentials)
     decode = commands.add_parser("decode", help="show what PulseBridge reads in a device payload").add_subparsers(
         dest="action", required=True
     )
@@ -148,7 +153,7 @@ def _dispatch(args: argparse.Namespace) -> None:
         case "migrate":
             _with_store(load_settings(args.config), lambda store: store.migrate())
             print("migrations applied")  # noqa: T201
-        case "patients" | "devices" | "quarantine":
+        case "patients" | "devices" | "quarantine" | "mqtt":
             _registry(args)
         case "decode":
             from gateway.decode_cli import run_decode_gatt  # noqa: PLC0415 - only the decoder needs the BLE tables
@@ -239,6 +244,16 @@ def _show_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> Non
     print("\n".join(f"{name}: {value}" for name, value in fields))  # noqa: T201
 
 
+def _mqtt_credentials(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    from gateway.mqtt_credentials import build_credentials, write_credentials  # noqa: PLC0415
+
+    devices = _with_store(settings, lambda store: store.list_devices())
+    gateway_users = args.gateway_user or [settings.mqtt.username or "pulsebridge-gateway"]
+    written = write_credentials(build_credentials([device.device_id for device in devices], gateway_users), args.out)
+    print(f"{len(devices)} device(s), {len(gateway_users)} gateway user(s): {', '.join(str(path) for path in written)}")  # noqa: T201
+    print("passwords are in credentials.txt (owner-only): hand each device its own, then delete the file")  # noqa: T201
+
+
 def _replay_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> None:
     from device_adapters.ble.context import ClockBook  # noqa: PLC0415 - only replays need the pipeline
     from gateway.pipeline import IngestPipeline, decoders_for, mapper_for  # noqa: PLC0415
@@ -273,6 +288,7 @@ _REGISTRY_COMMANDS: dict[tuple[str, str], Callable[[GatewaySettings, argparse.Na
     ("quarantine", "list"): _list_quarantine,
     ("quarantine", "show"): _show_quarantine,
     ("quarantine", "replay"): _replay_quarantine,
+    ("mqtt", "credentials"): _mqtt_credentials,
 }
 
 

@@ -49,14 +49,16 @@ def mosquitto_binary() -> str:
 
 
 @contextmanager
-def mosquitto(folder: Path, extra_config: str = "") -> Iterator[int]:
+def mosquitto(folder: Path, extra_config: str = "", *, anonymous: bool = True) -> Iterator[int]:
     """A private Mosquitto on a free loopback port, stopped by its PID afterwards."""
     port = free_port()
     config = folder / f"mosquitto-{port}.conf"
     config.write_text(
         f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
+        f"allow_anonymous {'true' if anonymous else 'false'}\n"
         "persistence false\n"
+        # Test files live in root-only temp folders: keep the private broker's user (it binds loopback only).
+        f"{'user root' + chr(10) if os.geteuid() == 0 else ''}"
         # The broker's default of 1000 queued messages per offline session silently drops.
         "max_queued_messages 0\n"
         f"{extra_config}",
