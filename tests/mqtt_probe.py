@@ -35,7 +35,7 @@ async def main() -> None:
     source = MqttSource(settings, args.topic)
 
     async def announce_ready() -> None:
-        while not source.connected:  # noqa: ASYNC110 - the source exposes a flag, not an event
+        while not source.connected:
             await asyncio.sleep(0.02)
         print("ready", flush=True)
 

@@ -40,7 +40,7 @@ async def test_ble_and_mqtt_readings_are_served_by_the_same_fhir_api(timescale_u
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http,
     ):
         async with asyncio.timeout(10):
-            while not cuff.subscriptions or (await http.get("/healthz")).json()["broker"]["status"] != "up":  # noqa: ASYNC110 - polling
+            while not cuff.subscriptions or (await http.get("/healthz")).json()["broker"]["status"] != "up":
                 await asyncio.sleep(0.02)
         cuff.notify(0x2A35, bytes.fromhex("1E 78 00 50 00 5D 00 E8 07 01 02 03 04 05 48 00 01 00 00"))
         async with ReadingPublisher("127.0.0.1", broker_port) as publisher:

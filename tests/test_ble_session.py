@@ -109,7 +109,7 @@ async def test_blood_pressure_cuff_indications_reach_the_store(timescale_store: 
     manager = BleSessionManager([PairedDevice("cuff-ble", cuff.address)], connect_fake, clocks, MemoryCursors())
     async with running(timescale_store, manager, clocks):
         async with asyncio.timeout(10):
-            while not cuff.subscriptions:  # noqa: ASYNC110 - polling the fake's state
+            while not cuff.subscriptions:
                 await asyncio.sleep(0.01)
         cuff.notify(0x2A36, bytes.fromhex("00 64 00 FF 07 FF 07"))  # cuff inflating: never stored
         cuff.notify(0x2A35, bytes.fromhex("1E 78 00 50 00 5D 00 E8 07 01 02 03 04 05 48 00 01 00 00"))

@@ -81,7 +81,7 @@ async def test_a_device_cannot_write_into_another_devices_record(timescale_url: 
                 async with aiomqtt.Client("127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5):
                     pass
             async with asyncio.timeout(15):
-                while len(await store.search_observations(ObservationQuery(count=10))) < 2 or not await store.list_quarantine(10):  # noqa: ASYNC110
+                while len(await store.search_observations(ObservationQuery(count=10))) < 2 or not await store.list_quarantine(10):
                     await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)  # a late spoofed reading would show up here
             b_rows = await store.search_observations(ObservationQuery(patient_id="patient-b"))
