@@ -6,12 +6,14 @@ provide it (``make test`` installs and starts them).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -109,6 +111,10 @@ class GatewayProcess:
             time.sleep(0.1)
         raise RuntimeError(f"gateway not healthy within {timeout} s:\n{self.log()}")
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
     def kill(self) -> None:
         assert self._process is not None
         self._process.send_signal(signal.SIGKILL)
@@ -132,3 +138,52 @@ def cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@contextmanager
+def private_postgres() -> Iterator[str]:
+    """A PostgreSQL 15 cluster of our own (TimescaleDB preloaded, trust auth) for tests that pause or crash it."""
+    if not (PG_BIN / "initdb").exists():
+        raise RuntimeError(f"PostgreSQL 15 binaries not found in {PG_BIN}: {SERVICES_HINT}")
+    folder = Path(tempfile.mkdtemp(prefix="pulsebridge-pg-"))
+    shutil.chown(folder, "postgres", "postgres")
+    data = folder / "data"
+    port = free_port()
+
+    def as_postgres(*command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120)
+
+    try:
+        as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "--no-sync")
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=timescaledb -c fsync=off"
+        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start")
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def postgres_pids(url: str) -> list[int]:
+    """The private cluster serving ``url``: its postmaster (found by port) and every child process."""
+    port = url.rsplit(":", 1)[1].split("/", 1)[0]
+    postmasters, parents = [], {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            if command and command[0].endswith(b"postgres") and f"-p {port}".encode() in b" ".join(command):
+                postmasters.append(int(entry.name))
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    return postmasters + [pid for pid, parent in parents.items() if parent in postmasters]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
