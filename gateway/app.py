@@ -17,7 +17,6 @@ from fastapi import FastAPI
 
 from device_adapters.ble.context import ClockBook
 from device_adapters.ble.session import BleSessionManager, Connector, MemoryCursors, PairedDevice
-from device_adapters.mqtt.native import SUBSCRIPTION
 from device_adapters.mqtt.source import MqttSource
 from device_adapters.readings import Delivery
 from edge_config import GatewaySettings
@@ -26,7 +25,7 @@ from gateway.api.admin import router as admin_router
 from gateway.api.errors import install_error_handlers
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
-from gateway.pipeline import IngestPipeline, decoders_for, mapper_for
+from gateway.pipeline import IngestPipeline, decoders_for, mapper_for, mqtt_topic_filters
 from gateway.runtime import Runtime
 from gateway.storage import open_store
 
@@ -63,7 +62,7 @@ def create_app(
                 await store.migrate()
             clocks = ClockBook(ZoneInfo(settings.ble.zone))
             pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings), decoders_for(settings, clocks))
-            source = MqttSource(settings.mqtt, SUBSCRIPTION)
+            source = MqttSource(settings.mqtt, mqtt_topic_filters())
             runtime = Runtime(settings, store, pipeline, source)
             app.state.runtime = runtime
             runtime.tasks.extend(

@@ -19,7 +19,8 @@ from device_adapters.ble.context import ClockBook
 from device_adapters.ble.decoder import SOURCE as BLE_SOURCE
 from device_adapters.ble.decoder import BleFrameDecoder
 from device_adapters.errors import DecodeError, IdentityError, InputRejectedError, ReasonCode, StorageError
-from device_adapters.mqtt.native import decode_payload, device_from_topic
+from device_adapters.mqtt.native import SENML_SUBSCRIPTION, SENML_SUFFIX, SUBSCRIPTION, decode_payload, device_from_topic
+from device_adapters.mqtt.senml import decode_senml
 from device_adapters.readings import Delivery, FrameDecode, RawFrame
 from edge_config import GatewaySettings, IngestSettings
 from fhir_mapper.devices import gateway_device_id
@@ -44,8 +45,13 @@ def mapper_for(settings: GatewaySettings) -> ObservationMapper:
 
 
 def decoders_for(settings: GatewaySettings, clocks: ClockBook) -> dict[str, FrameDecoder]:
-    """A decoder per frame source: the native MQTT format and Bluetooth GATT values."""
-    return {"mqtt": NativeFrameDecoder(settings.ingest), BLE_SOURCE: BleFrameDecoder(clocks)}
+    """A decoder per frame source: MQTT payload formats (by topic) and Bluetooth GATT values."""
+    return {"mqtt": MqttFrameDecoder(settings.ingest), BLE_SOURCE: BleFrameDecoder(clocks)}
+
+
+def mqtt_topic_filters() -> list[str]:
+    """What the gateway subscribes to: one topic filter per payload format it reads."""
+    return [SUBSCRIPTION, SENML_SUBSCRIPTION]
 
 
 class FrameDecoder(Protocol):
@@ -55,6 +61,40 @@ class FrameDecoder(Protocol):
         """The device as authenticated by the transport (topic, connection)."""
 
     def decode(self, frame: RawFrame, device_id: str) -> FrameDecode: ...
+
+
+class SenmlFrameDecoder:
+    """SenML (RFC 8428) packs on ``pulsebridge/v1/devices/{device_id}/senml``."""
+
+    def __init__(self, settings: IngestSettings) -> None:
+        self._max_payload_bytes = settings.max_payload_bytes
+        self._max_records = settings.max_readings_per_message
+
+    def device_id(self, frame: RawFrame) -> str:
+        return device_from_topic(frame.channel, SENML_SUFFIX)
+
+    def decode(self, frame: RawFrame, device_id: str) -> FrameDecode:
+        return decode_senml(
+            frame.payload, device_id, received_at=frame.received_at, max_payload_bytes=self._max_payload_bytes,
+            max_records=self._max_records,
+        )  # fmt: skip
+
+
+class MqttFrameDecoder:
+    """Picks the payload format from the topic: native readings or SenML."""
+
+    def __init__(self, settings: IngestSettings) -> None:
+        self._native = NativeFrameDecoder(settings)
+        self._senml = SenmlFrameDecoder(settings)
+
+    def _format(self, frame: RawFrame) -> FrameDecoder:
+        return self._senml if frame.channel.endswith(SENML_SUFFIX) else self._native
+
+    def device_id(self, frame: RawFrame) -> str:
+        return self._format(frame).device_id(frame)
+
+    def decode(self, frame: RawFrame, device_id: str) -> FrameDecode:
+        return self._format(frame).decode(frame, device_id)
 
 
 class NativeFrameDecoder:
@@ -106,7 +146,7 @@ class IngestPipeline:
         self._mapper = mapper or ObservationMapper(
             MapperContext(future_tolerance=timedelta(seconds=settings.future_tolerance_seconds))
         )
-        self._decoders = decoders if decoders is not None else {"mqtt": NativeFrameDecoder(settings)}
+        self._decoders = decoders if decoders is not None else {"mqtt": MqttFrameDecoder(settings)}
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=settings.queue_size)
         self.stats = IngestStats()
         self.metrics = metrics or IngestMetrics()

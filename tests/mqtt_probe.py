@@ -32,7 +32,7 @@ async def main() -> None:
         await _aiomqtt_default(args.port, args.client_id, args.protocol, args.topic)
         return
 
-    source = MqttSource(settings, args.topic)
+    source = MqttSource(settings, [args.topic])
 
     async def announce_ready() -> None:
         while not source.connected:

@@ -25,12 +25,12 @@ class Stack:
         self.gateway, self.broker_port, self.env = gateway, broker_port, env
         self.http = httpx.Client(base_url=gateway.base_url, timeout=10)
 
-    def publish(self, device_id: str, payload: str | bytes) -> None:
+    def publish(self, device_id: str, payload: str | bytes, *, payload_format: str = "readings") -> None:
         """Publish with the real ``mosquitto_pub`` client, QoS 1."""
         data = payload if isinstance(payload, bytes) else payload.encode()
         subprocess.run(
             ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.broker_port), "-q", "1", "-t",
-             f"pulsebridge/v1/devices/{device_id}/readings", "-s"],
+             f"pulsebridge/v1/devices/{device_id}/{payload_format}", "-s"],
             input=data, check=True, timeout=10,
         )  # fmt: skip
 
@@ -219,3 +219,14 @@ def test_quarantine_api_replays_after_the_device_is_registered(stack: Stack) -> 
     assert stack.http.get(f"/api/v1/quarantine/{row['id']}").status_code == 404
     assert stack.http.post("/api/v1/quarantine/999999/replay").status_code == 404
     assert stack.fhir("Observation", patient=PATIENT, date="2026-11-22T12:00:00Z").json()["entry"]
+
+
+def test_senml_packs_on_the_senml_topic(stack: Stack) -> None:
+    pack = (
+        '[{"bn": "urn:dev:ow:watch-e2e:", "bt": 1795338600, "bu": "beat/min", "n": "heart_rate", "v": 70},'
+        ' {"n": "spo2", "u": "/", "v": 0.97, "t": 1}, {"n": "temperature", "u": "Cel", "v": 36.8, "t": 2}]'
+    )
+    stack.publish("watch-e2e", pack, payload_format="senml")
+    found = stack.wait_for_observations(3, 10, patient=PATIENT, date=["ge2026-11-22T09:10:00Z", "le2026-11-22T09:10:02Z"])
+    values = sorted((o["code"]["coding"][0]["code"], o["valueQuantity"]["value"], o["valueQuantity"]["code"]) for o in found)
+    assert values == [("2708-6", 97, "%"), ("8310-5", 36.8, "Cel"), ("8867-4", 70, "/min")]

@@ -26,7 +26,9 @@ from device_adapters.readings import DEVICE_ID_PATTERN, AbsentReason, FrameDecod
 FORMAT_VERSION = "v1"
 TOPIC_PREFIX = "pulsebridge/v1/devices/"
 TOPIC_SUFFIX = "/readings"
+SENML_SUFFIX = "/senml"
 SUBSCRIPTION = "pulsebridge/v1/devices/+/readings"
+SENML_SUBSCRIPTION = "pulsebridge/v1/devices/+/senml"
 
 DEFAULT_MAX_PAYLOAD_BYTES = 65_536
 DEFAULT_MAX_READINGS = 1_000
@@ -46,11 +48,11 @@ _MAX_MAGNITUDE = Decimal("1e12")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def device_from_topic(topic: str) -> str:
-    """The device id a native topic names; the broker's ACL makes it the authenticated one."""
-    if not (topic.startswith(TOPIC_PREFIX) and topic.endswith(TOPIC_SUFFIX)):
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"topic {topic!r} is not {TOPIC_PREFIX}{{device_id}}{TOPIC_SUFFIX}")
-    device_id = topic[len(TOPIC_PREFIX) : -len(TOPIC_SUFFIX)]
+def device_from_topic(topic: str, suffix: str = TOPIC_SUFFIX) -> str:
+    """The device id a PulseBridge device topic names; the broker's ACL makes it the authenticated one."""
+    if not (topic.startswith(TOPIC_PREFIX) and topic.endswith(suffix)):
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"topic {topic!r} is not {TOPIC_PREFIX}{{device_id}}{suffix}")
+    device_id = topic[len(TOPIC_PREFIX) : -len(suffix)]
     if not DEVICE_ID_PATTERN.fullmatch(device_id):
         raise DecodeError(ReasonCode.MALFORMED_FRAME, f"device id {device_id!r} in topic is not a valid device id")
     return device_id
@@ -219,7 +221,7 @@ def _number(raw: object, what: str) -> Decimal:
     if not isinstance(raw, Decimal):
         raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{what} must be a JSON number, got {_json_type(raw)}")
     digits = len(raw.as_tuple().digits)
-    if abs(raw) >= _MAX_MAGNITUDE or digits > _MAX_SIGNIFICANT_DIGITS:
+    if raw.adjusted() >= _MAX_MAGNITUDE.adjusted() or digits > _MAX_SIGNIFICANT_DIGITS:  # adjusted(): safe for 1e999999999
         raise DecodeError(
             ReasonCode.MALFORMED_FRAME,
             f"{what} {raw} is out of range (|value| < 1e12, at most {_MAX_SIGNIFICANT_DIGITS} significant digits)",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 import aiomqtt
@@ -29,10 +29,10 @@ logger = logging.getLogger(__name__)
 class MqttSource:
     """Async iterator over :class:`Delivery` values; reconnects until cancelled."""
 
-    def __init__(self, settings: MqttSettings, topic_filter: str) -> None:
+    def __init__(self, settings: MqttSettings, topic_filters: Sequence[str]) -> None:
         self._settings = settings
-        self._topic_filter = topic_filter
-        self._subscription = f"$share/{settings.shared_group}/{topic_filter}" if settings.shared_group else topic_filter
+        share = f"$share/{settings.shared_group}/" if settings.shared_group else ""
+        self._subscriptions = [f"{share}{topic_filter}" for topic_filter in topic_filters]
         self._client: aiomqtt.Client | None = None
         self._generation = 0
         self.connected = False
@@ -74,7 +74,8 @@ class MqttSource:
             client = self._new_client()
             try:
                 async with client:
-                    await client.subscribe(self._subscription, qos=self._settings.qos)
+                    for subscription in self._subscriptions:
+                        await client.subscribe(subscription, qos=self._settings.qos)
                     self._generation += 1
                     self._client, self.connected, self.last_error = client, True, None
                     logger.info(
