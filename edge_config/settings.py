@@ -7,6 +7,7 @@ value came from. Nested keys are overridden with ``__``:
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -115,6 +116,17 @@ class IngestSettings(_Section):
 class PairedDeviceSettings(_Section):
     device_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
     address: str = Field(min_length=1, max_length=64, description="Bluetooth address (a UUID on macOS)")
+    connect: bool = Field(default=True, description="keep a GATT connection (false for devices that only advertise)")
+    advertisements: bool = Field(default=False, description="read its advertisements (BTHome, vendor formats)")
+    bind_key: SecretStr | None = Field(default=None, description="BTHome bind key (32 hex digits) of an encrypting device")
+    body_thermometer: bool = Field(default=False, description="its advertised temperature is a body temperature")
+
+    @model_validator(mode="after")
+    def _bind_key_is_hex(self) -> PairedDeviceSettings:
+        if self.bind_key is not None and not re.fullmatch(r"[0-9A-Fa-f]{32}", self.bind_key.get_secret_value()):
+            msg = "bind_key must be 32 hex digits (a 16-octet BTHome key)"
+            raise ValueError(msg)
+        return self
 
 
 class BleSettings(_Section):

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI
 
 from device_adapters.ble.context import ClockBook
+from device_adapters.ble.scanner import AdvertisementScanner, ScannerFactory, bleak_scanner
 from device_adapters.ble.session import BleSessionManager, Connector, MemoryCursors, PairedDevice
 from device_adapters.mqtt.source import MqttSource
 from device_adapters.readings import Delivery
@@ -52,6 +53,7 @@ def create_app(
     extensions: Sequence[Extension] = (),
     migrate: bool = True,
     ble_connector: Connector | None = None,
+    ble_scanner: ScannerFactory | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,9 +73,10 @@ def create_app(
                     asyncio.create_task(_feed(source, pipeline), name="mqtt-source"),
                 ],
             )
-            if settings.ble.devices:
+            connected = [PairedDevice(device.device_id, device.address) for device in settings.ble.devices if device.connect]
+            if connected:
                 ble = BleSessionManager(
-                    [PairedDevice(device.device_id, device.address) for device in settings.ble.devices],
+                    connected,
                     ble_connector or _real_connector(),
                     clocks,
                     MemoryCursors(),
@@ -81,6 +84,10 @@ def create_app(
                     transfer_timeout=settings.ble.transfer_timeout_seconds,
                 )
                 runtime.tasks.append(asyncio.create_task(_feed(ble, pipeline), name="ble-sessions"))
+            broadcasting = {device.address: device.device_id for device in settings.ble.devices if device.advertisements}
+            if broadcasting:
+                scanner = AdvertisementScanner(broadcasting, ble_scanner or bleak_scanner)
+                runtime.tasks.append(asyncio.create_task(_feed(scanner, pipeline), name="ble-advertisements"))
             for task in runtime.tasks:
                 task.add_done_callback(_report_stop)
             stack.push_async_callback(_cancel, runtime.tasks)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
+from device_adapters.ble.advertisements import SOURCE as ADVERTISEMENT_SOURCE
+from device_adapters.ble.advertisements import AdvertisementFrameDecoder, bind_key_from_hex
 from device_adapters.ble.context import ClockBook
 from device_adapters.ble.decoder import SOURCE as BLE_SOURCE
 from device_adapters.ble.decoder import BleFrameDecoder
@@ -45,8 +47,18 @@ def mapper_for(settings: GatewaySettings) -> ObservationMapper:
 
 
 def decoders_for(settings: GatewaySettings, clocks: ClockBook) -> dict[str, FrameDecoder]:
-    """A decoder per frame source: MQTT payload formats (by topic) and Bluetooth GATT values."""
-    return {"mqtt": MqttFrameDecoder(settings.ingest), BLE_SOURCE: BleFrameDecoder(clocks)}
+    """A decoder per frame source: MQTT payload formats (by topic), Bluetooth GATT values and advertisements."""
+    bind_keys = {
+        device.device_id: bind_key_from_hex(device.bind_key.get_secret_value())
+        for device in settings.ble.devices
+        if device.bind_key
+    }
+    thermometers = frozenset(device.device_id for device in settings.ble.devices if device.body_thermometer)
+    return {
+        "mqtt": MqttFrameDecoder(settings.ingest),
+        BLE_SOURCE: BleFrameDecoder(clocks),
+        ADVERTISEMENT_SOURCE: AdvertisementFrameDecoder(bind_keys, thermometers),
+    }
 
 
 def mqtt_topic_filters() -> list[str]:

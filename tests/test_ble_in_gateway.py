@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
 
+from device_adapters.ble.scanner import DetectionCallback
 from device_adapters.mqtt.publisher import ReadingPublisher
 from device_adapters.readings import Quantity, Reading
 from edge_config import DatabaseSettings, GatewaySettings, MqttSettings
@@ -56,3 +61,50 @@ async def test_ble_and_mqtt_readings_are_served_by_the_same_fhir_api(timescale_u
     assert codes == ["2708-6", "85354-9", "8867-4"]
     for entry in bundle["entry"]:
         validate_resource(entry["resource"])
+
+
+async def test_an_advertising_scale_on_the_allow_list_is_read_and_a_neighbours_is_not(
+    timescale_url: str, broker_port: int
+) -> None:
+    await truncate(timescale_url)
+    store = await open_store(DatabaseSettings(url=timescale_url))
+    await store.add_patient("scale-patient", None, None)
+    await store.add_device("scale-adv", None, None)
+    await store.assign_device("scale-adv", "scale-patient", None)
+    await store.close()
+    callbacks: list[DetectionCallback] = []
+
+    @contextlib.asynccontextmanager
+    async def fake_scanner(callback: DetectionCallback) -> AsyncIterator[None]:
+        callbacks.append(callback)
+        yield
+
+    settings = GatewaySettings(
+        database=DatabaseSettings(url=timescale_url),
+        mqtt=MqttSettings(port=broker_port, client_id="adv-app-test"),
+        ble=BleSettings(
+            devices=[PairedDeviceSettings(device_id="scale-adv", address="A4:C1:38:00:00:10", connect=False, advertisements=True)]
+        ),
+    )
+    app = create_app(settings, ble_scanner=fake_scanner)
+    mass = {"0000fcd2-0000-1000-8000-00805f9b34fb": bytes.fromhex("40065e1f")}  # BTHome v2: 80.30 kg
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http,
+    ):
+        async with asyncio.timeout(10):
+            while not callbacks:
+                await asyncio.sleep(0.01)
+        callbacks[0](
+            BLEDevice("A4:C1:38:00:00:99", "neighbour", None), AdvertisementData("neighbour", {}, mass, [], None, -60, ())
+        )
+        callbacks[0](BLEDevice("a4:c1:38:00:00:10", "scale", None), AdvertisementData("scale", {}, mass, [], None, -60, ()))
+        async with asyncio.timeout(15):
+            while not (bundle := (await http.get("/fhir/Observation", params={"patient": "scale-patient"})).json())["entry"]:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        everything = (await http.get("/fhir/Observation")).json()
+    (entry,) = bundle["entry"]
+    assert entry["resource"]["valueQuantity"]["value"] == 80.3
+    assert entry["resource"]["code"]["coding"][0]["code"] == "29463-7"
+    assert len(everything["entry"]) == 1
