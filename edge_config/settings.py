@@ -79,6 +79,11 @@ class MqttSettings(_Section):
     )
     keepalive_seconds: int = Field(default=30, ge=5, le=3600)
     reconnect_max_seconds: float = Field(default=30.0, gt=0, le=600)
+    theengs_base_topic: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="also read OpenMQTTGateway / Theengs Gateway documents on <base>/+/BTtoMQTT/+ (usually 'home')",
+    )
 
     @model_validator(mode="after")
     def _refuse_data_loss(self) -> MqttSettings:

@@ -64,7 +64,7 @@ def create_app(
                 await store.migrate()
             clocks = ClockBook(ZoneInfo(settings.ble.zone))
             pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings), decoders_for(settings, clocks))
-            source = MqttSource(settings.mqtt, mqtt_topic_filters())
+            source = MqttSource(settings.mqtt, mqtt_topic_filters(settings))
             runtime = Runtime(settings, store, pipeline, source)
             app.state.runtime = runtime
             runtime.tasks.extend(

@@ -23,6 +23,7 @@ from device_adapters.ble.decoder import BleFrameDecoder
 from device_adapters.errors import DecodeError, IdentityError, InputRejectedError, ReasonCode, StorageError
 from device_adapters.mqtt.native import SENML_SUBSCRIPTION, SENML_SUFFIX, SUBSCRIPTION, decode_payload, device_from_topic
 from device_adapters.mqtt.senml import decode_senml
+from device_adapters.mqtt.theengs_topic import TheengsMqttDecoder, is_theengs_topic, theengs_subscription
 from device_adapters.readings import Delivery, FrameDecode, RawFrame
 from edge_config import GatewaySettings, IngestSettings
 from fhir_mapper.devices import gateway_device_id
@@ -55,15 +56,16 @@ def decoders_for(settings: GatewaySettings, clocks: ClockBook) -> dict[str, Fram
     }
     thermometers = frozenset(device.device_id for device in settings.ble.devices if device.body_thermometer)
     return {
-        "mqtt": MqttFrameDecoder(settings.ingest),
+        "mqtt": MqttFrameDecoder(settings.ingest, settings.mqtt.theengs_base_topic),
         BLE_SOURCE: BleFrameDecoder(clocks),
         ADVERTISEMENT_SOURCE: AdvertisementFrameDecoder(bind_keys, thermometers),
     }
 
 
-def mqtt_topic_filters() -> list[str]:
+def mqtt_topic_filters(settings: GatewaySettings) -> list[str]:
     """What the gateway subscribes to: one topic filter per payload format it reads."""
-    return [SUBSCRIPTION, SENML_SUBSCRIPTION]
+    theengs = [theengs_subscription(settings.mqtt.theengs_base_topic)] if settings.mqtt.theengs_base_topic else []
+    return [SUBSCRIPTION, SENML_SUBSCRIPTION, *theengs]
 
 
 class FrameDecoder(Protocol):
@@ -93,13 +95,17 @@ class SenmlFrameDecoder:
 
 
 class MqttFrameDecoder:
-    """Picks the payload format from the topic: native readings or SenML."""
+    """Picks the payload format from the topic: native readings, SenML or Theengs documents."""
 
-    def __init__(self, settings: IngestSettings) -> None:
+    def __init__(self, settings: IngestSettings, theengs_base_topic: str | None = None) -> None:
         self._native = NativeFrameDecoder(settings)
         self._senml = SenmlFrameDecoder(settings)
+        self._theengs = TheengsMqttDecoder(settings.max_payload_bytes)
+        self._theengs_base = theengs_base_topic
 
     def _format(self, frame: RawFrame) -> FrameDecoder:
+        if self._theengs_base is not None and is_theengs_topic(self._theengs_base, frame.channel):
+            return self._theengs
         return self._senml if frame.channel.endswith(SENML_SUFFIX) else self._native
 
     def device_id(self, frame: RawFrame) -> str:

@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import aiomqtt
 import httpx
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
+from device_adapters.ble.advertisements import theengs_decode
 from device_adapters.ble.scanner import DetectionCallback
+from device_adapters.jsonwire import dumps
 from device_adapters.mqtt.publisher import ReadingPublisher
 from device_adapters.readings import Quantity, Reading
 from edge_config import DatabaseSettings, GatewaySettings, MqttSettings
@@ -108,3 +111,45 @@ async def test_an_advertising_scale_on_the_allow_list_is_read_and_a_neighbours_i
     assert entry["resource"]["valueQuantity"]["value"] == 80.3
     assert entry["resource"]["code"]["coding"][0]["code"] == "29463-7"
     assert len(everything["entry"]) == 1
+
+
+async def test_theengs_gateway_documents_are_read_once_however_often_they_are_republished(
+    timescale_url: str, broker_port: int
+) -> None:
+    await truncate(timescale_url)
+    store = await open_store(DatabaseSettings(url=timescale_url))
+    await store.add_patient("theengs-patient", None, None)
+    await store.add_device("5CCAD3000001", None, None)
+    await store.assign_device("5CCAD3000001", "theengs-patient", None)
+    await store.close()
+    document = theengs_decode({"id": "5C:CA:D3:00:00:01", "rssi": -67, "name": "MIBFS", "servicedatauuid": "181b",
+                               "servicedata": "0226e607020e10293af7019a38"})  # fmt: skip
+    assert document is not None
+    settings = GatewaySettings(
+        database=DatabaseSettings(url=timescale_url),
+        mqtt=MqttSettings(port=broker_port, client_id="theengs-test", theengs_base_topic="home"),
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http,
+    ):
+        async with asyncio.timeout(10):
+            while (await http.get("/healthz")).json()["broker"]["status"] != "up":
+                await asyncio.sleep(0.02)
+        async with aiomqtt.Client("127.0.0.1", broker_port) as gateway_device:
+            for _ in range(3):  # the gateway republishes every advertisement it hears
+                await gateway_device.publish("home/TheengsGateway/BTtoMQTT/5CCAD3000001", dumps(document), qos=1)
+            await gateway_device.publish(
+                "home/TheengsGateway/BTtoMQTT/A4C138000002", b'{"model_id": "LYWSD03MMC", "tempc": 22.5}', qos=1
+            )
+        async with asyncio.timeout(15):
+            while (
+                len((bundle := (await http.get("/fhir/Observation", params={"patient": "theengs-patient"})).json())["entry"]) < 2
+            ):
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        bundle = (await http.get("/fhir/Observation", params={"patient": "theengs-patient"})).json()
+        quarantined = (await http.get("/api/v1/quarantine")).json()
+    assert sorted(entry["resource"]["code"]["coding"][0]["code"] for entry in bundle["entry"]) == ["29463-7", "body_impedance"]
+    assert quarantined == []  # the ambient sensor's document carries no health reading: nothing to quarantine
