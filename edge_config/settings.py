@@ -79,6 +79,10 @@ class MqttSettings(_Section):
     )
     keepalive_seconds: int = Field(default=30, ge=5, le=3600)
     reconnect_max_seconds: float = Field(default=30.0, gt=0, le=600)
+    templates_file: Path | None = Field(
+        default=None,
+        description="declarative payload mappings (see edge_config/defaults/templates.example.yaml); reloaded on change",
+    )
     theengs_base_topic: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_-]+$",

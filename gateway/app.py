@@ -21,16 +21,18 @@ from device_adapters.ble.session import BleSessionManager, Connector, MemoryCurs
 from device_adapters.mqtt.source import MqttSource
 from device_adapters.readings import Delivery
 from edge_config import GatewaySettings
+from edge_config.mapping_templates import TemplateWatcher
 from gateway import __version__
 from gateway.api.admin import router as admin_router
 from gateway.api.errors import install_error_handlers
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
-from gateway.pipeline import IngestPipeline, decoders_for, mapper_for, mqtt_topic_filters
+from gateway.pipeline import IngestPipeline, MqttFrameDecoder, decoders_for, mapper_for, mqtt_topic_filters
 from gateway.runtime import Runtime
 from gateway.storage import open_store
 
 logger = logging.getLogger(__name__)
+TEMPLATE_POLL_SECONDS = 2.0
 
 Extension = Callable[[Runtime], AbstractAsyncContextManager[None]]
 """Runs inside the lifespan once the runtime is up (the demo seeds and simulates with one)."""
@@ -63,8 +65,11 @@ def create_app(
             if migrate:
                 await store.migrate()
             clocks = ClockBook(ZoneInfo(settings.ble.zone))
-            pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings), decoders_for(settings, clocks))
-            source = MqttSource(settings.mqtt, mqtt_topic_filters(settings))
+            watcher = TemplateWatcher(settings.mqtt.templates_file) if settings.mqtt.templates_file else None
+            templates = watcher.current if watcher else None
+            decoders = decoders_for(settings, clocks, templates)
+            pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings), decoders)
+            source = MqttSource(settings.mqtt, mqtt_topic_filters(settings, templates))
             runtime = Runtime(settings, store, pipeline, source)
             app.state.runtime = runtime
             runtime.tasks.extend(
@@ -88,6 +93,12 @@ def create_app(
             if broadcasting:
                 scanner = AdvertisementScanner(broadcasting, ble_scanner or bleak_scanner)
                 runtime.tasks.append(asyncio.create_task(_feed(scanner, pipeline), name="ble-advertisements"))
+            if watcher is not None:
+                mqtt_decoder = decoders["mqtt"]
+                assert isinstance(mqtt_decoder, MqttFrameDecoder)  # noqa: S101 - built just above
+                runtime.tasks.append(
+                    asyncio.create_task(_reload_templates(watcher, mqtt_decoder, source), name="template-reload")
+                )
             for task in runtime.tasks:
                 task.add_done_callback(_report_stop)
             stack.push_async_callback(_cancel, runtime.tasks)
@@ -102,6 +113,16 @@ def create_app(
     app.include_router(health_router)
     app.include_router(admin_router)
     return app
+
+
+async def _reload_templates(watcher: TemplateWatcher, decoder: MqttFrameDecoder, source: MqttSource) -> None:
+    """Mapping templates take effect without a restart: new mappings at once, new topics subscribed."""
+    while True:
+        await asyncio.sleep(TEMPLATE_POLL_SECONDS)
+        loaded = watcher.poll()
+        if loaded is not None:
+            decoder.templates.templates = loaded
+            await source.add_topic_filters([template.topic for template in loaded.templates])
 
 
 def _report_stop(task: asyncio.Task[None]) -> None:

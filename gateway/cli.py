@@ -148,6 +148,10 @@ def _dispatch(args: argparse.Namespace) -> None:
         case "check-config":
             settings = load_settings(args.config)
             mapper_for(settings)  # plausibility overrides name catalogue kinds: checked here too
+            if settings.mqtt.templates_file is not None:
+                from edge_config.mapping_templates import load_templates  # noqa: PLC0415
+
+                load_templates(settings.mqtt.templates_file)
             store_kind = settings.database.url.split("://", 1)[0]
             print(f"configuration OK: database {store_kind}, broker {settings.mqtt.host}:{settings.mqtt.port}")  # noqa: T201
         case "migrate":
@@ -167,6 +171,10 @@ def _dispatch(args: argparse.Namespace) -> None:
 
 def _serve(settings: GatewaySettings) -> None:
     mapper_for(settings)  # fail fast on plausibility overrides naming unknown kinds
+    if settings.mqtt.templates_file is not None:
+        from edge_config.mapping_templates import load_templates  # noqa: PLC0415
+
+        load_templates(settings.mqtt.templates_file)  # a mistake is a one-line error with its line number
     import uvicorn  # noqa: PLC0415 - only serve needs the server
 
     from gateway.app import create_app  # noqa: PLC0415

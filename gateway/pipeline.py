@@ -21,11 +21,21 @@ from device_adapters.ble.context import ClockBook
 from device_adapters.ble.decoder import SOURCE as BLE_SOURCE
 from device_adapters.ble.decoder import BleFrameDecoder
 from device_adapters.errors import DecodeError, IdentityError, InputRejectedError, ReasonCode, StorageError
-from device_adapters.mqtt.native import SENML_SUBSCRIPTION, SENML_SUFFIX, SUBSCRIPTION, decode_payload, device_from_topic
+from device_adapters.mqtt.native import (
+    SENML_SUBSCRIPTION,
+    SENML_SUFFIX,
+    SUBSCRIPTION,
+    TOPIC_SUFFIX,
+    decode_payload,
+    device_from_topic,
+)
 from device_adapters.mqtt.senml import decode_senml
+from device_adapters.mqtt.templates import decode_with_template, template_for_topic
+from device_adapters.mqtt.templates import device_from_topic as template_device
 from device_adapters.mqtt.theengs_topic import TheengsMqttDecoder, is_theengs_topic, theengs_subscription
 from device_adapters.readings import Delivery, FrameDecode, RawFrame
 from edge_config import GatewaySettings, IngestSettings
+from edge_config.mapping_templates import Template, TemplateSet
 from fhir_mapper.devices import gateway_device_id
 from fhir_mapper.observation import Attribution, MappedObservation, MapperContext, MappingInput, ObservationMapper
 from fhir_mapper.plausibility import PlausibilityPolicy, RangeOverride
@@ -47,7 +57,7 @@ def mapper_for(settings: GatewaySettings) -> ObservationMapper:
     )
 
 
-def decoders_for(settings: GatewaySettings, clocks: ClockBook) -> dict[str, FrameDecoder]:
+def decoders_for(settings: GatewaySettings, clocks: ClockBook, templates: TemplateSet | None = None) -> dict[str, FrameDecoder]:
     """A decoder per frame source: MQTT payload formats (by topic), Bluetooth GATT values and advertisements."""
     bind_keys = {
         device.device_id: bind_key_from_hex(device.bind_key.get_secret_value())
@@ -56,16 +66,17 @@ def decoders_for(settings: GatewaySettings, clocks: ClockBook) -> dict[str, Fram
     }
     thermometers = frozenset(device.device_id for device in settings.ble.devices if device.body_thermometer)
     return {
-        "mqtt": MqttFrameDecoder(settings.ingest, settings.mqtt.theengs_base_topic),
+        "mqtt": MqttFrameDecoder(settings.ingest, settings.mqtt.theengs_base_topic, templates),
         BLE_SOURCE: BleFrameDecoder(clocks),
         ADVERTISEMENT_SOURCE: AdvertisementFrameDecoder(bind_keys, thermometers),
     }
 
 
-def mqtt_topic_filters(settings: GatewaySettings) -> list[str]:
+def mqtt_topic_filters(settings: GatewaySettings, templates: TemplateSet | None = None) -> list[str]:
     """What the gateway subscribes to: one topic filter per payload format it reads."""
     theengs = [theengs_subscription(settings.mqtt.theengs_base_topic)] if settings.mqtt.theengs_base_topic else []
-    return [SUBSCRIPTION, SENML_SUBSCRIPTION, *theengs]
+    mapped = [template.topic for template in templates.templates] if templates is not None else []
+    return [SUBSCRIPTION, SENML_SUBSCRIPTION, *theengs, *mapped]
 
 
 class FrameDecoder(Protocol):
@@ -94,19 +105,56 @@ class SenmlFrameDecoder:
         )  # fmt: skip
 
 
-class MqttFrameDecoder:
-    """Picks the payload format from the topic: native readings, SenML or Theengs documents."""
+class TemplateFrameDecoder:
+    """Payloads described by mapping templates; the set in force is swapped when the file changes."""
 
-    def __init__(self, settings: IngestSettings, theengs_base_topic: str | None = None) -> None:
+    def __init__(self, settings: IngestSettings, templates: TemplateSet) -> None:
+        self._max_payload_bytes = settings.max_payload_bytes
+        self._max_readings = settings.max_readings_per_message
+        self.templates = templates
+
+    def handles(self, topic: str) -> bool:
+        return template_for_topic(self.templates, topic) is not None
+
+    def _template(self, frame: RawFrame) -> Template:
+        template = template_for_topic(self.templates, frame.channel)
+        if template is None:
+            raise DecodeError(ReasonCode.MALFORMED_FRAME, f"no mapping template for topic {frame.channel!r} any more")
+        return template
+
+    def device_id(self, frame: RawFrame) -> str:
+        return template_device(self._template(frame), frame.channel)
+
+    def decode(self, frame: RawFrame, device_id: str) -> FrameDecode:  # noqa: ARG002 - the template finds the device itself
+        return decode_with_template(
+            self._template(frame),
+            frame.channel,
+            frame.payload,
+            max_payload_bytes=self._max_payload_bytes,
+            max_readings=self._max_readings,
+        )
+
+
+class MqttFrameDecoder:
+    """Picks the payload format from the topic: native readings, SenML, Theengs documents or a mapping template."""
+
+    def __init__(
+        self, settings: IngestSettings, theengs_base_topic: str | None = None, templates: TemplateSet | None = None
+    ) -> None:
         self._native = NativeFrameDecoder(settings)
         self._senml = SenmlFrameDecoder(settings)
         self._theengs = TheengsMqttDecoder(settings.max_payload_bytes)
         self._theengs_base = theengs_base_topic
+        self.templates = TemplateFrameDecoder(settings, templates or TemplateSet(templates=[]))
 
     def _format(self, frame: RawFrame) -> FrameDecoder:
         if self._theengs_base is not None and is_theengs_topic(self._theengs_base, frame.channel):
             return self._theengs
-        return self._senml if frame.channel.endswith(SENML_SUFFIX) else self._native
+        if frame.channel.endswith(SENML_SUFFIX):
+            return self._senml
+        if frame.channel.endswith(TOPIC_SUFFIX) or not self.templates.handles(frame.channel):
+            return self._native
+        return self.templates
 
     def device_id(self, frame: RawFrame) -> str:
         return self._format(frame).device_id(frame)

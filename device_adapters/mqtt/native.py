@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from device_adapters.errors import DecodeError, IdentityError, InputRejectedError, ReasonCode
@@ -235,7 +235,7 @@ def _time(raw: object, where: str) -> datetime:
         try:
             micros = int((raw * 1_000_000).to_integral_value())
             return _EPOCH + timedelta(microseconds=micros)
-        except (OverflowError, InvalidOperation) as exc:
+        except (OverflowError, ArithmeticError) as exc:  # decimal.Overflow is an ArithmeticError, not an OverflowError
             raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw} is not a usable Unix time") from exc
     if not isinstance(raw, str):
         raise DecodeError(

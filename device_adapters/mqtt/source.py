@@ -31,8 +31,8 @@ class MqttSource:
 
     def __init__(self, settings: MqttSettings, topic_filters: Sequence[str]) -> None:
         self._settings = settings
-        share = f"$share/{settings.shared_group}/" if settings.shared_group else ""
-        self._subscriptions = [f"{share}{topic_filter}" for topic_filter in topic_filters]
+        self._share = f"$share/{settings.shared_group}/" if settings.shared_group else ""
+        self._subscriptions = [f"{self._share}{topic_filter}" for topic_filter in topic_filters]
         self._client: aiomqtt.Client | None = None
         self._generation = 0
         self.connected = False
@@ -94,6 +94,14 @@ class MqttSource:
                 self._client = None
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._settings.reconnect_max_seconds)
+
+    async def add_topic_filters(self, topic_filters: Sequence[str]) -> None:
+        """Subscribe to more topics now (mapping templates reloaded) and on every reconnect."""
+        new = [f"{self._share}{topic}" for topic in topic_filters if f"{self._share}{topic}" not in self._subscriptions]
+        self._subscriptions.extend(new)
+        if self._client is not None and self.connected:
+            for subscription in new:
+                await self._client.subscribe(subscription, qos=self._settings.qos)
 
     def _acknowledge(self, generation: int, mid: int, qos: int) -> None:
         # A message from an earlier connection is redelivered by the broker; its message id may
