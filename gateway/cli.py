@@ -99,6 +99,17 @@ def _add_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gatt.add_argument("--patient", help="patient id for the Observations (default: a placeholder)")
     gatt.add_argument("--device", help="device id for the Observations (default: a placeholder)")
 
+    mqtt_decode = decode.add_parser("mqtt", help="an MQTT payload -> readings -> FHIR Observations (the mapping debugger)")
+    mqtt_decode.add_argument("payload", nargs="?", help="the payload (JSON text)")
+    mqtt_decode.add_argument("--format", dest="payload_format", help="native, senml, theengs or a template name")
+    mqtt_decode.add_argument("--topic", help="the topic it was published on (templates read the device from it)")
+    mqtt_decode.add_argument("--templates", type=Path, help="mapping templates file")
+    mqtt_decode.add_argument(
+        "--jsonl", action="store_true", help='read {"id", "format", "payload", "topic"} lines from standard input'
+    )
+    mqtt_decode.add_argument("--patient", help="patient id for the Observations (default: a placeholder)")
+    mqtt_decode.add_argument("--device", help="device id (default: a placeholder)")
+
     ble = commands.add_parser("ble", help="Bluetooth LE (needs a radio)").add_subparsers(dest="action", required=True)
     scan = ble.add_parser("scan", help="list nearby health devices")
     scan.add_argument("--seconds", type=float, default=10.0)
@@ -160,9 +171,15 @@ def _dispatch(args: argparse.Namespace) -> None:
         case "patients" | "devices" | "quarantine" | "mqtt":
             _registry(args)
         case "decode":
-            from gateway.decode_cli import run_decode_gatt  # noqa: PLC0415 - only the decoder needs the BLE tables
+            if args.action == "gatt":
+                from gateway.decode_cli import run_decode_gatt  # noqa: PLC0415 - only the decoder needs the BLE tables
 
-            run_decode_gatt(args.uuid, args.hex, jsonl=args.jsonl, patient=args.patient, device=args.device)
+                run_decode_gatt(args.uuid, args.hex, jsonl=args.jsonl, patient=args.patient, device=args.device)
+            else:
+                from gateway.decode_mqtt import run_decode_mqtt  # noqa: PLC0415
+
+                run_decode_mqtt(args.payload_format, args.payload, jsonl=args.jsonl, topic=args.topic, templates=args.templates,
+                                patient=args.patient, device=args.device)  # fmt: skip
         case "ble":
             from gateway.ble_cli import run_ble  # noqa: PLC0415 - bleak loads only for these commands
 

@@ -22,6 +22,7 @@ from device_adapters.ble.octets import BleDateTime
 from device_adapters.ble.registry import characteristic_for
 from device_adapters.errors import InputRejectedError, PulseBridgeError
 from device_adapters.jsonwire import dumps
+from device_adapters.readings import Reading
 from fhir_mapper.catalogue import CATALOGUE
 from fhir_mapper.devices import gateway_device_id
 from fhir_mapper.observation import Attribution, MapperContext, MappingInput, ObservationMapper
@@ -66,10 +67,21 @@ class GattDecoder:
             return {"decoded": _plain(parsed)}
         received = datetime.now(UTC)
         readings = characteristic.to_readings(parsed, BleContext(self._attribution.device_id, received))
-        mapped, rejected = self._mapper.map_batch([MappingInput(r, self._attribution, received, "ble") for r in readings])
+        return {"observations": self.observations(readings, received)}
+
+    def observations(self, readings: list[Reading], received: datetime) -> list[orjson.Fragment]:
+        """The readings as FHIR Observations (raises the first mapping rejection)."""
+        mapped, rejected = self.map(readings, received)
         if rejected:
             raise rejected[0][1]
-        return {"observations": [orjson.Fragment(observation.resource) for observation in mapped]}
+        return mapped
+
+    def map(
+        self, readings: list[Reading], received: datetime
+    ) -> tuple[list[orjson.Fragment], list[tuple[int, InputRejectedError]]]:
+        """Observations, and the readings (by position) the mapper refused."""
+        mapped, rejected = self._mapper.map_batch([MappingInput(r, self._attribution, received, "decode") for r in readings])
+        return [orjson.Fragment(observation.resource) for observation in mapped], rejected
 
     def jsonl(self, lines: Iterable[str]) -> Iterator[bytes]:
         """One output line per input line, in order; a bad line gets an ``error`` and the rest go on."""

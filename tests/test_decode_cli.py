@@ -56,3 +56,34 @@ def test_jsonl_answers_every_line_in_order() -> None:
     assert answers[2]["error"].startswith("Blood Pressure Measurement: flags 0x02 need 14 octets, have 3")
     assert "uuid" in answers[3]["error"]
     assert "not JSON" in answers[4]["error"]
+
+
+def test_decode_mqtt_shows_readings_observations_and_rejections() -> None:
+    payload = (
+        '[{"type": "heart_rate", "value": 70, "unit": "bpm", "time": "2026-11-22T10:00:00Z"},'
+        ' {"type": "mood", "value": 1, "unit": "%", "time": "2026-11-22T10:00:00Z"}]'
+    )
+    result = cli({}, "decode", "mqtt", "--format", "native", "--device", "w1", payload)
+    assert result.returncode == 0, result.stderr
+    answer = orjson.loads(result.stdout)
+    (observation,) = answer["observations"]
+    validate_resource(observation)
+    assert answer["rejected"] == [{"index": 1, "reason": "unsupported_type", "detail": "reading type 'mood' is not in the catalogue"}]
+
+
+def test_decode_mqtt_with_a_template_and_as_json_lines() -> None:
+    example = "edge_config/defaults/templates.example.yaml"
+    lines = [
+        {"id": 1, "format": "acme-watch", "payload": {"deviceId": "w1", "samples": [{"ts": 1795338000000, "hr": 64, "spo2": 0.97}]}},
+        {"id": 2, "format": "senml", "payload": '[{"n": "heart_rate", "u": "beat/min", "v": 61, "t": 1795338600}]'},
+        {"id": 3, "format": "native", "payload": "{"},
+        {"id": 4, "format": "nope", "payload": "{}"},
+    ]
+    text = "\n".join(orjson.dumps(line).decode() for line in lines) + "\n"
+    result = subprocess.run([sys.executable, "-m", "gateway", "decode", "mqtt", "--jsonl", "--templates", example, "--device", "w1"],
+                            input=text, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    answers = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert [len(answer.get("observations", [])) for answer in answers] == [2, 1, 0, 0]
+    assert answers[2]["error"].startswith("malformed_json")
+    assert "no format 'nope'" in answers[3]["error"]
