@@ -327,7 +327,15 @@ class IngestPipeline:
         return observations, quarantine
 
 
+QUARANTINED_PAYLOAD_LIMIT = 1024 * 1024
+"""An oversize payload is kept up to this many octets: enough to see what it was, not 10 MB per row."""
+
+
 def _entry(frame: RawFrame, device_id: str | None, error: InputRejectedError, index: int | None) -> QuarantineEntry:
+    payload, detail = frame.payload, error.detail
+    if len(payload) > QUARANTINED_PAYLOAD_LIMIT:
+        payload = payload[:QUARANTINED_PAYLOAD_LIMIT]
+        detail += f" (payload kept: the first {QUARANTINED_PAYLOAD_LIMIT} of {len(frame.payload)} octets)"
     return QuarantineEntry(
         received_at=frame.received_at,
         source=frame.source,
@@ -335,7 +343,7 @@ def _entry(frame: RawFrame, device_id: str | None, error: InputRejectedError, in
         device_id=device_id,
         stage=error.stage.value,
         reason=error.reason.value,
-        detail=error.detail,
-        payload=frame.payload,
+        detail=detail,
+        payload=payload,
         item_index=index,
     )
