@@ -87,6 +87,7 @@ def create_app(
                     MemoryCursors(),
                     set_clock=settings.ble.set_clock,
                     transfer_timeout=settings.ble.transfer_timeout_seconds,
+                    on_device_information=store.update_device_information,
                 )
                 runtime.tasks.append(asyncio.create_task(_feed(ble, pipeline), name="ble-sessions"))
             broadcasting = {device.address: device.device_id for device in settings.ble.devices if device.advertisements}

@@ -103,7 +103,9 @@ def test_racp_requests_resume_after_the_cursor() -> None:
 
 async def test_blood_pressure_cuff_indications_reach_the_store(timescale_store: ObservationStore) -> None:
     await _register(timescale_store, "cuff-ble")
-    cuff = FakePeripheral("AA:00:00:00:00:01", BLOOD_PRESSURE, {0x2A35: ["indicate"], 0x2A36: ["notify"]})
+    cuff = FakePeripheral(
+        "AA:00:00:00:00:01", BLOOD_PRESSURE, {0x2A35: ["indicate"], 0x2A36: ["notify"], 0x2A19: ["read"]}, {0x2A19: b"\x55"}
+    )
     cuff.refuse_connections = 1  # not in range at first: the manager retries
     clocks = ClockBook()
     manager = BleSessionManager([PairedDevice("cuff-ble", cuff.address)], connect_fake, clocks, MemoryCursors())
@@ -113,9 +115,9 @@ async def test_blood_pressure_cuff_indications_reach_the_store(timescale_store: 
                 await asyncio.sleep(0.01)
         cuff.notify(0x2A36, bytes.fromhex("00 64 00 FF 07 FF 07"))  # cuff inflating: never stored
         cuff.notify(0x2A35, bytes.fromhex("1E 78 00 50 00 5D 00 E8 07 01 02 03 04 05 48 00 01 00 00"))
-        rows = await _wait_rows(timescale_store, 2)
+        rows = await _wait_rows(timescale_store, 3)
     kinds = sorted(orjson.loads(row.resource)["code"]["coding"][0]["code"] for row in rows)
-    assert kinds == ["85354-9", "8867-4"]
+    assert kinds == ["67996", "85354-9", "8867-4"]  # battery read at connection, then the panel and the pulse
     for row in rows:
         validate_resource(row.resource.encode())
     assert manager.connections["cuff-ble"] == 1
@@ -129,7 +131,13 @@ async def test_glucose_meter_disconnecting_mid_download_stores_every_record_once
     meter = GlucoseMeter("AA:00:00:00:00:02", records, drop_after=180)
     clocks = ClockBook()
     cursors = MemoryCursors()
-    manager = BleSessionManager([PairedDevice("meter-ble", meter.address)], connect_fake, clocks, cursors)
+    manager = BleSessionManager(
+        [PairedDevice("meter-ble", meter.address)],
+        connect_fake,
+        clocks,
+        cursors,
+        on_device_information=timescale_store.update_device_information,
+    )
     async with running(timescale_store, manager, clocks):
         rows = await _wait_rows(timescale_store, records, timeout=60)
         await asyncio.sleep(0.3)
@@ -142,6 +150,7 @@ async def test_glucose_meter_disconnecting_mid_download_stores_every_record_once
     assert 1 < resumed_from <= 181  # the second download starts after what was committed, not from scratch
     assert cursors.last("meter-ble") == records
     assert manager.device_information["meter-ble"] == {"manufacturer": "Acme Health"}
+    assert await timescale_store.device_information("meter-ble") == {"manufacturer": "Acme Health"}
     first = orjson.loads(min(rows, key=lambda row: row.time).resource)
     assert first["code"]["coding"][0]["code"] == "41653-7"
     assert first["valueQuantity"]["value"] == 95

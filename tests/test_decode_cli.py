@@ -68,13 +68,19 @@ def test_decode_mqtt_shows_readings_observations_and_rejections() -> None:
     answer = orjson.loads(result.stdout)
     (observation,) = answer["observations"]
     validate_resource(observation)
-    assert answer["rejected"] == [{"index": 1, "reason": "unsupported_type", "detail": "reading type 'mood' is not in the catalogue"}]
+    assert answer["rejected"] == [
+        {"index": 1, "reason": "unsupported_type", "detail": "reading type 'mood' is not in the catalogue"}
+    ]
 
 
 def test_decode_mqtt_with_a_template_and_as_json_lines() -> None:
     example = "edge_config/defaults/templates.example.yaml"
     lines = [
-        {"id": 1, "format": "acme-watch", "payload": {"deviceId": "w1", "samples": [{"ts": 1795338000000, "hr": 64, "spo2": 0.97}]}},
+        {
+            "id": 1,
+            "format": "acme-watch",
+            "payload": {"deviceId": "w1", "samples": [{"ts": 1795338000000, "hr": 64, "spo2": 0.97}]},
+        },
         {"id": 2, "format": "senml", "payload": '[{"n": "heart_rate", "u": "beat/min", "v": 61, "t": 1795338600}]'},
         {"id": 3, "format": "native", "payload": "{"},
         {"id": 4, "format": "nope", "payload": "{}"},

@@ -123,3 +123,11 @@ async def test_search_filters_order_and_cursor(store: ObservationStore) -> None:
     assert await store.search_observations(ObservationQuery(kinds=frozenset())) == []
     assert len(await store.search_observations(ObservationQuery(count=100))) == 11
     assert len(await store.search_observations(ObservationQuery(patient_id="b"))) == 2
+
+
+async def test_device_information_is_recorded(store: ObservationStore) -> None:
+    await store.add_device("dis-1", "cuff", None)
+    assert await store.device_information("dis-1") == {}
+    await store.update_device_information("dis-1", {"manufacturer": "Omron", "model": "HEM-7155T", "ignored": "x"})
+    await store.update_device_information("dis-1", {"firmware": "1.2"})
+    assert await store.device_information("dis-1") == {"manufacturer": "Omron", "model": "HEM-7155T", "firmware": "1.2"}

@@ -45,6 +45,7 @@ CURRENT_TIME = 0x2A2B
 DEVICE_INFORMATION = {0x2A29: "manufacturer", 0x2A24: "model", 0x2A25: "serial_number", 0x2A26: "firmware"}
 MEASUREMENTS = frozenset(uuid for uuid, characteristic in CHARACTERISTICS.items() if characteristic.to_readings is not None)
 LOCAL_TIME_INFORMATION = 0x2A0F
+BATTERY_LEVEL = 0x2A19
 _SEQUENCE_END = 3  # flags octet, then the uint16 sequence number
 
 
@@ -108,6 +109,7 @@ class BleSessionManager:
         set_clock: bool = False,
         transfer_timeout: float = 120.0,
         reconnect_max_seconds: float = 30.0,
+        on_device_information: Callable[[str, dict[str, str]], Awaitable[None]] | None = None,
     ) -> None:
         self._devices = tuple(devices)
         self._connect = connect
@@ -117,6 +119,7 @@ class BleSessionManager:
         self._set_clock = set_clock
         self._transfer_timeout = transfer_timeout
         self._reconnect_max = reconnect_max_seconds
+        self._on_device_information = on_device_information
         self.device_information: dict[str, dict[str, str]] = {}
         self.connections: dict[str, int] = {}
 
@@ -165,6 +168,8 @@ class BleSessionManager:
         await self._read_device_information(device, client, available)
         await self._compare_clocks(device, client, available)
         overflow = asyncio.Event()
+        if BATTERY_LEVEL in available:  # read once at connection; devices that notify it send more later
+            self._on_value(device, BATTERY_LEVEL, queue, overflow, None, await client.read_gatt_char(sig_uuid(BATTERY_LEVEL)))
         for uuid in sorted(available & MEASUREMENTS):
             await client.start_notify(sig_uuid(uuid), functools.partial(self._on_value, device, uuid, queue, overflow))
         if RECORD_ACCESS_CONTROL_POINT in available and GLUCOSE_MEASUREMENT in available:
@@ -181,6 +186,8 @@ class BleSessionManager:
                     bytes(await client.read_gatt_char(sig_uuid(uuid))).decode("utf-8", errors="replace").strip("\x00 ")
                 )
         self.device_information[device.device_id] = information
+        if information and self._on_device_information is not None:
+            await self._on_device_information(device.device_id, information)
 
     async def _compare_clocks(self, device: PairedDevice, client: BleakClient, available: set[int]) -> None:
         """Coincident time stamp: the device clock read at a known gateway time, in the device's zone."""

@@ -36,6 +36,9 @@ class DeviceRecord:
     display_name: str | None
 
 
+DEVICE_INFORMATION_FIELDS = ("manufacturer", "model", "serial_number", "firmware")
+
+
 @dataclass(frozen=True, slots=True)
 class AssignmentRecord:
     """Device lent to a patient from ``valid_from`` (None: always) until ``valid_to`` (None: open)."""
@@ -164,6 +167,12 @@ class ObservationStore(Protocol):
     async def add_device(self, device_id: str, kind: str | None, display_name: str | None) -> DeviceRecord: ...
 
     async def list_devices(self) -> list[DeviceRecord]: ...
+
+    async def update_device_information(self, device_id: str, information: Mapping[str, str]) -> None:
+        """Record what the device reported about itself (manufacturer, model, serial_number, firmware)."""
+        ...
+
+    async def device_information(self, device_id: str) -> dict[str, str]: ...
 
     async def assign_device(self, device_id: str, patient_id: str, valid_from: datetime | None) -> AssignmentRecord: ...
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from device_adapters.errors import NotFoundError, RegistryError, StorageError, StorageUnavailableError
 from gateway.storage.migrations import migrations
 from gateway.storage.port import (
+    DEVICE_INFORMATION_FIELDS,
     AssignmentRecord,
     DeviceRecord,
     DeviceRegistration,
@@ -193,6 +194,25 @@ class SqliteStore:
             ).fetchall(),
         )
         return [DeviceRecord(uuid.UUID(row["resource_id"]), row["device_id"], row["kind"], row["display_name"]) for row in rows]
+
+    async def update_device_information(self, device_id: str, information: Mapping[str, str]) -> None:
+        fields = [name for name in DEVICE_INFORMATION_FIELDS if name in information]
+        if not fields:
+            return
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        values = [information[name][:256] for name in fields]
+        await self._transaction(
+            "record device information",
+            lambda connection: connection.execute(f"UPDATE devices SET {assignments} WHERE device_id = ?", (*values, device_id)),  # noqa: S608 - constant column names
+        )
+
+    async def device_information(self, device_id: str) -> dict[str, str]:
+        columns = ", ".join(DEVICE_INFORMATION_FIELDS)
+        row = await self._run(
+            "read device information",
+            lambda connection: connection.execute(f"SELECT {columns} FROM devices WHERE device_id = ?", (device_id,)).fetchone(),  # noqa: S608
+        )
+        return {} if row is None else {name: row[name] for name in DEVICE_INFORMATION_FIELDS if row[name] is not None}
 
     async def assign_device(self, device_id: str, patient_id: str, valid_from: datetime | None) -> AssignmentRecord:
         def work(connection: sqlite3.Connection) -> AssignmentRecord:

@@ -9,7 +9,7 @@ stored once and counted as a duplicate.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
@@ -19,6 +19,7 @@ import asyncpg
 from device_adapters.errors import NotFoundError, RegistryError, StorageError, StorageUnavailableError
 from gateway.storage.migrations import migrations
 from gateway.storage.port import (
+    DEVICE_INFORMATION_FIELDS,
     AssignmentRecord,
     DeviceRecord,
     DeviceRegistration,
@@ -167,6 +168,24 @@ class TimescaleStore:
                 "SELECT resource_id, device_id, kind, display_name FROM devices ORDER BY created_at, device_id"
             )
         return [DeviceRecord(row["resource_id"], row["device_id"], row["kind"], row["display_name"]) for row in rows]
+
+    async def update_device_information(self, device_id: str, information: Mapping[str, str]) -> None:
+        fields = [name for name in DEVICE_INFORMATION_FIELDS if name in information]
+        if not fields:
+            return
+        assignments = ", ".join(f"{name} = ${index}" for index, name in enumerate(fields, start=2))
+        async with _translated("record device information"):
+            await self._pool.execute(
+                f"UPDATE devices SET {assignments} WHERE device_id = $1",  # noqa: S608 - column names from a constant list
+                device_id,
+                *(information[name][:256] for name in fields),
+            )
+
+    async def device_information(self, device_id: str) -> dict[str, str]:
+        async with _translated("read device information"):
+            columns = ", ".join(DEVICE_INFORMATION_FIELDS)
+            row = await self._pool.fetchrow(f"SELECT {columns} FROM devices WHERE device_id = $1", device_id)  # noqa: S608 - constant columns
+        return {} if row is None else {name: row[name] for name in DEVICE_INFORMATION_FIELDS if row[name] is not None}
 
     async def assign_device(self, device_id: str, patient_id: str, valid_from: datetime | None) -> AssignmentRecord:
         async with _translated("assign a device"), self._pool.acquire() as connection, connection.transaction():
