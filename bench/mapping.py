@@ -12,6 +12,7 @@ import os
 import platform
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -43,11 +44,11 @@ def _inputs(count: int) -> list[MappingInput]:
     return items
 
 
-def _best_rate(run: object, count: int, repeats: int) -> float:
+def _best_rate(run: Callable[[], None], count: int, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        run()  # type: ignore[operator]
+        run()
         best = min(best, time.perf_counter() - started)
     return count / best
 

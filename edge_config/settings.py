@@ -219,7 +219,7 @@ def load_settings(path: Path | None = None) -> GatewaySettings:
             init_settings: PydanticBaseSettingsSource,
             env_settings: PydanticBaseSettingsSource,
             dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - no .env files: config is explicit
-            file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+            file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - no secrets directory either
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=config_path))
 

@@ -22,10 +22,10 @@ async def run_ble(args: argparse.Namespace) -> None:
         if args.action == "scan":
             found = await BleakScanner.discover(timeout=args.seconds, service_uuids=[sig_uuid(uuid) for uuid in HEALTH_SERVICES])
             for device in found:
-                print(f"{device.address}\t{device.name or ''}")  # noqa: T201
+                print(f"{device.address}\t{device.name or ''}")
         else:
             async with BleakClient(args.address) as client:
                 await client.pair()
-                print(f"paired with {args.address}")  # noqa: T201
+                print(f"paired with {args.address}")
     except (BleakError, OSError, TimeoutError) as exc:
         raise BluetoothUnavailableError(f"Bluetooth: {exc}".replace("\n", " ")) from exc

@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _fail(message: str) -> NoReturn:
-    print(f"pulsebridge: error: {message}", file=sys.stderr)  # noqa: T201
+    print(f"pulsebridge: error: {message}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -152,7 +152,7 @@ def _dispatch(args: argparse.Namespace) -> None:
         case "serve":
             _serve(load_settings(args.config))
         case "demo":
-            from gateway.demo import run_demo  # noqa: PLC0415 - amqtt loads only for the demo
+            from gateway.demo import run_demo
 
             logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
             asyncio.run(run_demo(args.port, args.data_dir, args.patients, args.interval))
@@ -160,28 +160,28 @@ def _dispatch(args: argparse.Namespace) -> None:
             settings = load_settings(args.config)
             mapper_for(settings)  # plausibility overrides name catalogue kinds: checked here too
             if settings.mqtt.templates_file is not None:
-                from edge_config.mapping_templates import load_templates  # noqa: PLC0415
+                from edge_config.mapping_templates import load_templates
 
                 load_templates(settings.mqtt.templates_file)
             store_kind = settings.database.url.split("://", 1)[0]
-            print(f"configuration OK: database {store_kind}, broker {settings.mqtt.host}:{settings.mqtt.port}")  # noqa: T201
+            print(f"configuration OK: database {store_kind}, broker {settings.mqtt.host}:{settings.mqtt.port}")
         case "migrate":
             _with_store(load_settings(args.config), lambda store: store.migrate())
-            print("migrations applied")  # noqa: T201
+            print("migrations applied")
         case "patients" | "devices" | "quarantine" | "mqtt":
             _registry(args)
         case "decode":
             if args.action == "gatt":
-                from gateway.decode_cli import run_decode_gatt  # noqa: PLC0415 - only the decoder needs the BLE tables
+                from gateway.decode_cli import run_decode_gatt
 
                 run_decode_gatt(args.uuid, args.hex, jsonl=args.jsonl, patient=args.patient, device=args.device)
             else:
-                from gateway.decode_mqtt import run_decode_mqtt  # noqa: PLC0415
+                from gateway.decode_mqtt import run_decode_mqtt
 
                 run_decode_mqtt(args.payload_format, args.payload, jsonl=args.jsonl, topic=args.topic, templates=args.templates,
                                 patient=args.patient, device=args.device)  # fmt: skip
         case "ble":
-            from gateway.ble_cli import run_ble  # noqa: PLC0415 - bleak loads only for these commands
+            from gateway.ble_cli import run_ble
 
             asyncio.run(run_ble(args))
 
@@ -189,12 +189,12 @@ def _dispatch(args: argparse.Namespace) -> None:
 def _serve(settings: GatewaySettings) -> None:
     mapper_for(settings)  # fail fast on plausibility overrides naming unknown kinds
     if settings.mqtt.templates_file is not None:
-        from edge_config.mapping_templates import load_templates  # noqa: PLC0415
+        from edge_config.mapping_templates import load_templates
 
         load_templates(settings.mqtt.templates_file)  # a mistake is a one-line error with its line number
-    import uvicorn  # noqa: PLC0415 - only serve needs the server
+    import uvicorn
 
-    from gateway.app import create_app  # noqa: PLC0415
+    from gateway.app import create_app
 
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Migrate before the server starts: an unreachable database is a one-line error, not a traceback.
@@ -220,36 +220,36 @@ def _add_patient(settings: GatewaySettings, args: argparse.Namespace) -> None:
     if not _PATIENT_ID.fullmatch(patient_id):
         raise UsageError(f"patient id {patient_id!r}: use 1 to 64 letters, digits, '-' or '.'")
     _with_store(settings, lambda store: store.add_patient(patient_id, args.name, args.mrn))
-    print(patient_id)  # noqa: T201
+    print(patient_id)
 
 
 def _list_patients(settings: GatewaySettings, _: argparse.Namespace) -> None:
     for patient in _with_store(settings, lambda store: store.list_patients()):
-        print(f"{patient.id}\t{patient.name or ''}\t{patient.mrn or ''}")  # noqa: T201
+        print(f"{patient.id}\t{patient.name or ''}\t{patient.mrn or ''}")
 
 
 def _add_device(settings: GatewaySettings, args: argparse.Namespace) -> None:
     if not DEVICE_ID_PATTERN.fullmatch(args.device_id):
         raise UsageError(f"device id {args.device_id!r}: use 1 to 64 letters, digits, '.', '_', ':' or '-'")
     device = _with_store(settings, lambda store: store.add_device(args.device_id, args.kind, args.name))
-    print(f"{device.device_id}\tDevice/{device.resource_id}")  # noqa: T201
+    print(f"{device.device_id}\tDevice/{device.resource_id}")
 
 
 def _list_devices(settings: GatewaySettings, _: argparse.Namespace) -> None:
     for device in _with_store(settings, lambda store: store.list_devices()):
-        print(f"{device.device_id}\tDevice/{device.resource_id}\t{device.kind or ''}\t{device.display_name or ''}")  # noqa: T201
+        print(f"{device.device_id}\tDevice/{device.resource_id}\t{device.kind or ''}\t{device.display_name or ''}")
 
 
 def _assign_device(settings: GatewaySettings, args: argparse.Namespace) -> None:
     valid_from = _aware_time(args.valid_from) if args.valid_from else None
     assignment = _with_store(settings, lambda store: store.assign_device(args.device_id, args.patient_id, valid_from))
     since = assignment.valid_from.isoformat() if assignment.valid_from else "its first reading"
-    print(f"{assignment.device_id} -> Patient/{assignment.patient_id} from {since}")  # noqa: T201
+    print(f"{assignment.device_id} -> Patient/{assignment.patient_id} from {since}")
 
 
 def _list_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> None:
     for row in _with_store(settings, lambda store: store.list_quarantine(args.limit, args.reason)):
-        print(f"{row.last_seen.isoformat()}\t{row.reason}\t{row.stage}\t{row.channel}\tx{row.seen_count}\t{row.detail}")  # noqa: T201
+        print(f"{row.last_seen.isoformat()}\t{row.reason}\t{row.stage}\t{row.channel}\tx{row.seen_count}\t{row.detail}")
 
 
 def _show_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> None:
@@ -266,23 +266,23 @@ def _show_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> Non
         ("seen", row.seen_count), ("first seen", row.first_seen.isoformat()), ("last seen", row.last_seen.isoformat()),
         ("payload", payload),
     ]  # fmt: skip
-    print("\n".join(f"{name}: {value}" for name, value in fields))  # noqa: T201
+    print("\n".join(f"{name}: {value}" for name, value in fields))
 
 
 def _mqtt_credentials(settings: GatewaySettings, args: argparse.Namespace) -> None:
-    from gateway.mqtt_credentials import build_credentials, write_credentials  # noqa: PLC0415
+    from gateway.mqtt_credentials import build_credentials, write_credentials
 
     devices = _with_store(settings, lambda store: store.list_devices())
     gateway_users = args.gateway_user or [settings.mqtt.username or "pulsebridge-gateway"]
     written = write_credentials(build_credentials([device.device_id for device in devices], gateway_users), args.out)
-    print(f"{len(devices)} device(s), {len(gateway_users)} gateway user(s): {', '.join(str(path) for path in written)}")  # noqa: T201
-    print("passwords are in credentials.txt (owner-only): hand each device its own, then delete the file")  # noqa: T201
+    print(f"{len(devices)} device(s), {len(gateway_users)} gateway user(s): {', '.join(str(path) for path in written)}")
+    print("passwords are in credentials.txt (owner-only): hand each device its own, then delete the file")
 
 
 def _replay_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> None:
-    from device_adapters.ble.context import ClockBook  # noqa: PLC0415 - only replays need the pipeline
-    from gateway.pipeline import IngestPipeline, decoders_for, mapper_for  # noqa: PLC0415
-    from gateway.quarantine import ReplayOutcome, replay  # noqa: PLC0415
+    from device_adapters.ble.context import ClockBook
+    from gateway.pipeline import IngestPipeline, decoders_for, mapper_for
+    from gateway.quarantine import ReplayOutcome, replay
 
     if not args.row_ids and not args.reason:
         raise UsageError("name row ids, or --reason to replay every row with that reason")
@@ -301,7 +301,7 @@ def _replay_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> N
 
     for outcome in _with_store(settings, work):
         still = f", still refused: {', '.join(outcome.still_quarantined)}" if outcome.still_quarantined else ""
-        print(f"row {outcome.row_id}: stored {outcome.stored}, duplicates {outcome.duplicates}{still}")  # noqa: T201
+        print(f"row {outcome.row_id}: stored {outcome.stored}, duplicates {outcome.duplicates}{still}")
 
 
 _REGISTRY_COMMANDS: dict[tuple[str, str], Callable[[GatewaySettings, argparse.Namespace], None]] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -84,24 +84,33 @@ class GattDecoder:
         return [orjson.Fragment(observation.resource) for observation in mapped], rejected
 
     def jsonl(self, lines: Iterable[str]) -> Iterator[bytes]:
-        """One output line per input line, in order; a bad line gets an ``error`` and the rest go on."""
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            ident: Any = None
-            try:
-                request = orjson.loads(line)
-                if not isinstance(request, dict):
-                    raise DecodeInputError(f"line {number} is not a JSON object")  # noqa: TRY301 - reported below
-                ident = request.get("id")
-                uuid_text, hex_text = request.get("uuid"), request.get("hex")
-                if not isinstance(uuid_text, str) or not isinstance(hex_text, str):
-                    raise DecodeInputError(f"line {number} needs string fields 'uuid' and 'hex'")  # noqa: TRY301
-                yield dumps({"id": ident, **self.decode(uuid_text, hex_text)})
-            except orjson.JSONDecodeError as exc:
-                yield dumps({"id": ident, "error": f"line {number} is not JSON: {exc}"})
-            except (InputRejectedError, DecodeInputError) as exc:
-                yield dumps({"id": ident, "error": str(exc)})
+        """``{"id", "uuid", "hex"}`` lines -> one answer line each, in order."""
+
+        def answer(request: dict[str, Any], number: int) -> dict[str, Any]:
+            uuid_text, hex_text = request.get("uuid"), request.get("hex")
+            if not isinstance(uuid_text, str) or not isinstance(hex_text, str):
+                raise DecodeInputError(f"line {number} needs string fields 'uuid' and 'hex'")
+            return self.decode(uuid_text, hex_text)
+
+        return answer_lines(lines, answer)
+
+
+def answer_lines(lines: Iterable[str], answer: Callable[[dict[str, Any], int], dict[str, Any]]) -> Iterator[bytes]:
+    """One output line per input line, in order, echoing its ``id``; a bad line gets an ``error`` and the rest go on."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        ident: Any = None
+        try:
+            request = orjson.loads(line)
+            if not isinstance(request, dict):
+                raise DecodeInputError(f"line {number} is not a JSON object")  # noqa: TRY301 - reported below
+            ident = request.get("id")
+            yield dumps({"id": ident, **answer(request, number)})
+        except orjson.JSONDecodeError as exc:
+            yield dumps({"id": ident, "error": f"line {number} is not JSON: {exc}"})
+        except (InputRejectedError, DecodeInputError) as exc:
+            yield dumps({"id": ident, "error": str(exc)})
 
 
 def run_decode_gatt(uuid_text: str | None, hex_text: str | None, *, jsonl: bool, patient: str | None, device: str | None,

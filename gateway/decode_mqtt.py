@@ -23,7 +23,7 @@ from device_adapters.mqtt.templates import decode_with_template
 from device_adapters.readings import FrameDecode
 from device_adapters.theengs import readings_from_theengs
 from edge_config.mapping_templates import TemplateSet, load_templates
-from gateway.decode_cli import PLACEHOLDER_DEVICE, PLACEHOLDER_PATIENT, DecodeInputError, GattDecoder
+from gateway.decode_cli import PLACEHOLDER_DEVICE, PLACEHOLDER_PATIENT, DecodeInputError, GattDecoder, answer_lines
 
 BUILT_IN = ("native", "senml", "theengs")
 
@@ -67,24 +67,15 @@ class MqttDecoder:
 
     def jsonl(self, lines: Iterable[str]) -> Iterator[bytes]:
         """``{"id", "format", "payload", "topic"?}`` lines -> one answer line each, in order."""
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            ident: Any = None
-            try:
-                request = orjson.loads(line)
-                if not isinstance(request, dict):
-                    raise DecodeInputError(f"line {number} is not a JSON object")  # noqa: TRY301 - reported below
-                ident = request.get("id")
-                payload_format, payload, topic = request.get("format"), request.get("payload"), request.get("topic")
-                if not isinstance(payload_format, str) or payload is None:
-                    raise DecodeInputError(f"line {number} needs 'format' and 'payload'")  # noqa: TRY301
-                raw = payload.encode() if isinstance(payload, str) else orjson.dumps(payload)
-                yield dumps({"id": ident, **self.decode(payload_format, raw, topic if isinstance(topic, str) else None)})
-            except orjson.JSONDecodeError as exc:
-                yield dumps({"id": ident, "error": f"line {number} is not JSON: {exc}"})
-            except (InputRejectedError, DecodeInputError) as exc:
-                yield dumps({"id": ident, "error": str(exc)})
+
+        def answer(request: dict[str, Any], number: int) -> dict[str, Any]:
+            payload_format, payload, topic = request.get("format"), request.get("payload"), request.get("topic")
+            if not isinstance(payload_format, str) or payload is None:
+                raise DecodeInputError(f"line {number} needs 'format' and 'payload'")
+            raw = payload.encode() if isinstance(payload, str) else orjson.dumps(payload)
+            return self.decode(payload_format, raw, topic if isinstance(topic, str) else None)
+
+        return answer_lines(lines, answer)
 
 
 def _topic_for(topic_filter: str, device_level: int, device_id: str) -> str:

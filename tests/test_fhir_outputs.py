@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from device_adapters.readings import Quantity, Reading
-from fhir_mapper.bundles import bundles, if_none_exist
+from fhir_mapper.bundles import BundleType, bundles, if_none_exist
 from fhir_mapper.devices import DeviceDescription, device_resource, gateway_device_id, gateway_resource
-from fhir_mapper.observation import Attribution, MappingInput, ObservationMapper
+from fhir_mapper.observation import Attribution, MappedObservation, MappingInput, ObservationMapper
 from fhir_mapper.sampled import group_into_windows, sampled_observation, sampled_resource, window_start
 from fhir_mapper.validation import validate_resource
 
@@ -28,7 +28,7 @@ def _heart_rates(seconds: list[int]) -> list[Reading]:
     ]
 
 
-def _mapped(readings: list[Reading]) -> list:  # type: ignore[type-arg]
+def _mapped(readings: list[Reading]) -> list[MappedObservation]:
     mapped, rejected = ObservationMapper().map_batch([MappingInput(r, WHO, START + timedelta(hours=1), "mqtt") for r in readings])
     assert not rejected
     return mapped
@@ -48,13 +48,13 @@ def test_device_resources_validate_and_the_gateway_id_is_stable() -> None:
     gateway = gateway_resource("clinic-1", "0.1.0")
     validate_resource(gateway)
     assert gateway["id"] == str(gateway_device_id("clinic-1")) != str(gateway_device_id("clinic-2"))
-    assert gateway["type"]["coding"][0]["code"] == "531981"  # type: ignore[index]
+    assert orjson.loads(orjson.dumps(gateway))["type"]["coding"][0]["code"] == "531981"
 
 
 @pytest.mark.parametrize("bundle_type", ["transaction", "batch"])
-def test_bundles_are_split_conditional_creates(bundle_type: str) -> None:
+def test_bundles_are_split_conditional_creates(bundle_type: BundleType) -> None:
     mapped = _mapped(_heart_rates(list(range(5))))
-    split = [orjson.loads(body) for body in bundles(mapped, bundle_type, max_entries=2)]  # type: ignore[arg-type]
+    split = [orjson.loads(body) for body in bundles(mapped, bundle_type, max_entries=2)]
     assert [len(bundle["entry"]) for bundle in split] == [2, 2, 1]
     for bundle in split:
         validate_resource(bundle)

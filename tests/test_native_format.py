@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -26,7 +27,9 @@ def test_single_reading_keeps_offset_and_precision() -> None:
         ),
         rejections=(),
     )
-    assert str(decode_payload(payload, "thermo-1").readings[0].quantity.value) == "37.0"  # type: ignore[union-attr]
+    quantity = decode_payload(payload, "thermo-1").readings[0].quantity
+    assert quantity is not None
+    assert str(quantity.value) == "37.0"
 
 
 def test_list_with_compound_reading_and_unix_time() -> None:
@@ -172,8 +175,6 @@ _json = st.recursive(
 @settings(max_examples=3000, deadline=None)
 @given(_json)
 def test_arbitrary_json_is_decoded_or_rejected_with_a_reason(document: object) -> None:
-    import json  # noqa: PLC0415
-
     reason: ReasonCode | None = None
     try:
         decoded = decode_payload(json.dumps(document).encode(), "dev-1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import httpx
@@ -31,7 +32,7 @@ NEW_TEMPLATE = """
 """
 
 
-async def _observations(http: httpx.AsyncClient, patient: str, want: int) -> list[dict[str, object]]:
+async def _observations(http: httpx.AsyncClient, patient: str, want: int) -> list[dict[str, Any]]:
     async with asyncio.timeout(20):
         while len(entries := (await http.get("/fhir/Observation", params={"patient": patient})).json()["entry"]) < want:
             await asyncio.sleep(0.1)
@@ -77,7 +78,7 @@ async def test_templates_map_payloads_and_reload_without_a_restart(timescale_url
                         e["resource"]
                         for e in (await http.get("/fhir/Observation", params={"patient": "tpl-patient"})).json()["entry"]
                     ]
-    values = sorted((r["code"]["coding"][0]["code"], r["valueQuantity"]["value"]) for r in resources)  # type: ignore[index]
+    values = sorted((r["code"]["coding"][0]["code"], r["valueQuantity"]["value"]) for r in resources)
     assert values == [("2708-6", 97), ("29463-7", 72.35), ("8867-4", 64), ("8867-4", 66)]
     for resource in resources:
         validate_resource(resource)

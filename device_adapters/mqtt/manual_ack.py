@@ -19,4 +19,4 @@ def enable_manual_ack(client: aiomqtt.Client) -> None:
 def acknowledge(client: aiomqtt.Client, mid: int, qos: int) -> None:
     """Send the PUBACK for message ``mid`` (nothing to send for QoS 0)."""
     if qos > 0:
-        client._client.ack(mid, qos)  # noqa: SLF001
+        client._client.ack(mid, qos)  # noqa: SLF001 - see the module docstring

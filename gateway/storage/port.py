@@ -259,6 +259,6 @@ async def open_store(settings: DatabaseSettings) -> ObservationStore:
         from gateway.storage.sqlite import SqliteStore  # noqa: PLC0415 - adapters load on demand
 
         return await SqliteStore.open(settings)
-    from gateway.storage.timescale import TimescaleStore  # noqa: PLC0415
+    from gateway.storage.timescale import TimescaleStore  # noqa: PLC0415 - asyncpg loads only for TimescaleDB
 
     return await TimescaleStore.open(settings)

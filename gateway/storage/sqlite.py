@@ -210,7 +210,7 @@ class SqliteStore:
         columns = ", ".join(DEVICE_INFORMATION_FIELDS)
         row = await self._run(
             "read device information",
-            lambda connection: connection.execute(f"SELECT {columns} FROM devices WHERE device_id = ?", (device_id,)).fetchone(),  # noqa: S608
+            lambda connection: connection.execute(f"SELECT {columns} FROM devices WHERE device_id = ?", (device_id,)).fetchone(),  # noqa: S608 - constant columns
         )
         return {} if row is None else {name: row[name] for name in DEVICE_INFORMATION_FIELDS if row[name] is not None}
 
@@ -314,7 +314,7 @@ class SqliteStore:
             args.extend([_micros(query.after[0]), str(query.after[1])])
         order = "DESC" if query.newest_first else "ASC"
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT reading_key, time, resource FROM observations {where} ORDER BY time {order}, reading_key {order} LIMIT ?"  # noqa: S608
+        sql = f"SELECT reading_key, time, resource FROM observations {where} ORDER BY time {order}, reading_key {order} LIMIT ?"  # noqa: S608 - placeholders only
         args.append(query.count)
         rows = await self._run("search observations", lambda connection: connection.execute(sql, args).fetchall())
         return [StoredObservation(uuid.UUID(row["reading_key"]), _required_instant(row["time"]), row["resource"]) for row in rows]

@@ -301,7 +301,7 @@ class TimescaleStore:
 
     async def get_quarantine(self, row_id: int) -> QuarantineRow | None:
         async with _translated("read a quarantine row"):
-            row = await self._pool.fetchrow(f"SELECT {_QUARANTINE_COLUMNS} FROM quarantine WHERE id = $1", row_id)  # noqa: S608
+            row = await self._pool.fetchrow(f"SELECT {_QUARANTINE_COLUMNS} FROM quarantine WHERE id = $1", row_id)  # noqa: S608 - constant columns
         return None if row is None else QuarantineRow(**dict(row))
 
     async def delete_quarantine(self, row_id: int) -> None:
