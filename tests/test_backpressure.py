@@ -15,23 +15,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
-
 from device_adapters.mqtt.publisher import ReadingPublisher
 from device_adapters.readings import Quantity, Reading
+from tests.gateway_support import stored_counts
 from tests.services import GatewayProcess, cli, mosquitto, postgres_pids, private_postgres, rss_kib
 
 RATE = 400  # readings per second, one per message
 PAUSE_SECONDS = 30
 START = datetime(2026, 9, 1, tzinfo=UTC)
-
-
-async def _stored(url: str) -> int:
-    connection = await asyncpg.connect(url)
-    try:
-        return int(await connection.fetchval("SELECT count(DISTINCT reading_key) FROM observations") or 0)
-    finally:
-        await connection.close()
 
 
 async def test_a_paused_database_holds_back_acks_not_memory(tmp_path: Path) -> None:
@@ -86,10 +77,10 @@ async def test_a_paused_database_holds_back_acks_not_memory(tmp_path: Path) -> N
             stop.set()
             await publishing
             async with asyncio.timeout(120):
-                while await _stored(url) < sent:
+                while (await stored_counts(url))[1] < sent:
                     await asyncio.sleep(0.2)
             await asyncio.sleep(1)
-            assert await _stored(url) == sent
+            assert await stored_counts(url) == (sent, sent)
             assert sent >= RATE * (PAUSE_SECONDS + 4)
             assert highest - before < 50 * 1024, f"gateway RSS rose {(highest - before) / 1024:.1f} MB during the pause"
         finally:

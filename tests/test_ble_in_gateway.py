@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import aiomqtt
-import httpx
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
@@ -21,10 +20,10 @@ from device_adapters.readings import Quantity, Reading
 from edge_config import DatabaseSettings, GatewaySettings, MqttSettings
 from edge_config.settings import BleSettings, PairedDeviceSettings
 from fhir_mapper.validation import validate_resource
-from gateway.app import create_app
 from gateway.storage import open_store
 from tests.conftest import truncate
 from tests.fake_ble import FakePeripheral, connect_fake
+from tests.gateway_support import running_gateway
 
 
 async def test_ble_and_mqtt_readings_are_served_by_the_same_fhir_api(timescale_url: str, broker_port: int) -> None:
@@ -42,13 +41,9 @@ async def test_ble_and_mqtt_readings_are_served_by_the_same_fhir_api(timescale_u
         mqtt=MqttSettings(port=broker_port, client_id="ble-app-test"),
         ble=BleSettings(devices=[PairedDeviceSettings(device_id="cuff-app", address=cuff.address)]),
     )
-    app = create_app(settings, ble_connector=connect_fake)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http,
-    ):
+    async with running_gateway(settings, ble_connector=connect_fake) as http:
         async with asyncio.timeout(10):
-            while not cuff.subscriptions or (await http.get("/healthz")).json()["broker"]["status"] != "up":
+            while not cuff.subscriptions:
                 await asyncio.sleep(0.02)
         cuff.notify(0x2A35, bytes.fromhex("1E 78 00 50 00 5D 00 E8 07 01 02 03 04 05 48 00 01 00 00"))
         async with ReadingPublisher("127.0.0.1", broker_port) as publisher:
@@ -89,12 +84,8 @@ async def test_an_advertising_scale_on_the_allow_list_is_read_and_a_neighbours_i
             devices=[PairedDeviceSettings(device_id="scale-adv", address="A4:C1:38:00:00:10", connect=False, advertisements=True)]
         ),
     )
-    app = create_app(settings, ble_scanner=fake_scanner)
     mass = {"0000fcd2-0000-1000-8000-00805f9b34fb": bytes.fromhex("40065e1f")}  # BTHome v2: 80.30 kg
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http,
-    ):
+    async with running_gateway(settings, ble_scanner=fake_scanner) as http:
         async with asyncio.timeout(10):
             while not callbacks:
                 await asyncio.sleep(0.01)
@@ -129,14 +120,7 @@ async def test_theengs_gateway_documents_are_read_once_however_often_they_are_re
         database=DatabaseSettings(url=timescale_url),
         mqtt=MqttSettings(port=broker_port, client_id="theengs-test", theengs_base_topic="home"),
     )
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http,
-    ):
-        async with asyncio.timeout(10):
-            while (await http.get("/healthz")).json()["broker"]["status"] != "up":
-                await asyncio.sleep(0.02)
+    async with running_gateway(settings) as http:
         async with aiomqtt.Client("127.0.0.1", broker_port) as gateway_device:
             for _ in range(3):  # the gateway republishes every advertisement it hears
                 await gateway_device.publish("home/TheengsGateway/BTtoMQTT/5CCAD3000001", dumps(document), qos=1)

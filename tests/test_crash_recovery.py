@@ -16,6 +16,7 @@ import asyncpg
 from device_adapters.mqtt.publisher import ReadingPublisher
 from device_adapters.readings import Quantity, Reading
 from tests.conftest import truncate
+from tests.gateway_support import stored_counts
 from tests.services import GatewayProcess, cli, mosquitto
 
 TOTAL = 1_000
@@ -23,20 +24,10 @@ DEVICES = 10
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-async def _stored(url: str) -> tuple[int, int]:
-    connection = await asyncpg.connect(url)
-    try:
-        row = await connection.fetchrow("SELECT count(*) AS rows, count(DISTINCT reading_key) AS keys FROM observations")
-        assert row is not None
-        return row["rows"], row["keys"]
-    finally:
-        await connection.close()
-
-
 async def _wait_for(url: str, at_least: int, timeout: float) -> int:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        rows, _ = await _stored(url)
+        rows, _ = await stored_counts(url)
         if rows >= at_least or asyncio.get_running_loop().time() > deadline:
             return rows
         await asyncio.sleep(0.02)
@@ -87,7 +78,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(timescale_ur
             assert len(sent) == TOTAL
             await _wait_for(timescale_url, TOTAL, timeout=60)
             await asyncio.sleep(1.0)  # anything redelivered late would show up as an extra row
-            assert await _stored(timescale_url) == (TOTAL, TOTAL)
+            assert await stored_counts(timescale_url) == (TOTAL, TOTAL)
         finally:
             publishing.cancel()
             gateway.stop()

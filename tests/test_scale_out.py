@@ -12,27 +12,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
-
 from device_adapters.mqtt.publisher import ReadingPublisher
 from device_adapters.readings import Quantity, Reading
 from tests.conftest import truncate
+from tests.gateway_support import stored_counts
 from tests.services import GatewayProcess, cli, mosquitto
 
 TOTAL = 50_000
 PER_MESSAGE = 10
 DEVICES = 10
 START = datetime(2026, 10, 1, tzinfo=UTC)
-
-
-async def _counts(url: str) -> tuple[int, int]:
-    connection = await asyncpg.connect(url)
-    try:
-        row = await connection.fetchrow("SELECT count(*) AS rows, count(DISTINCT reading_key) AS keys FROM observations")
-        assert row is not None
-        return row["rows"], row["keys"]
-    finally:
-        await connection.close()
 
 
 async def test_three_gateways_share_the_stream_and_survive_a_sigkill(timescale_url: str, tmp_path: Path) -> None:
@@ -75,19 +64,19 @@ async def test_three_gateways_share_the_stream_and_survive_a_sigkill(timescale_u
 
             publishing = asyncio.create_task(publish_all())
             async with asyncio.timeout(120):
-                while (await _counts(timescale_url))[0] < TOTAL // 4:
+                while (await stored_counts(timescale_url))[0] < TOTAL // 4:
                     await asyncio.sleep(0.05)
-            assert (await _counts(timescale_url))[0] < TOTAL, "the stream finished before the kill"
+            assert (await stored_counts(timescale_url))[0] < TOTAL, "the stream finished before the kill"
             gateways[1].kill()
             await asyncio.sleep(1.0)
             gateways[1].start()
             gateways[1].wait_healthy()
             await publishing
             async with asyncio.timeout(180):
-                while (await _counts(timescale_url))[0] < TOTAL:
+                while (await stored_counts(timescale_url))[0] < TOTAL:
                     await asyncio.sleep(0.1)
             await asyncio.sleep(1.0)
-            assert await _counts(timescale_url) == (TOTAL, TOTAL)
+            assert await stored_counts(timescale_url) == (TOTAL, TOTAL)
         finally:
             for gateway in gateways:
                 gateway.stop()

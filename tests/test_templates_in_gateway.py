@@ -13,9 +13,9 @@ import httpx
 from edge_config import DatabaseSettings, GatewaySettings, MqttSettings
 from edge_config.settings import DEFAULT_CONFIG_PATH
 from fhir_mapper.validation import validate_resource
-from gateway.app import create_app
 from gateway.storage import open_store
 from tests.conftest import truncate
+from tests.gateway_support import running_gateway
 from tests.services import cli
 
 EXAMPLE = DEFAULT_CONFIG_PATH.parent / "templates.example.yaml"
@@ -53,14 +53,7 @@ async def test_templates_map_payloads_and_reload_without_a_restart(timescale_url
         database=DatabaseSettings(url=timescale_url),
         mqtt=MqttSettings(port=broker_port, client_id="tpl-test", templates_file=templates),
     )
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http,
-    ):
-        async with asyncio.timeout(10):
-            while (await http.get("/healthz")).json()["broker"]["status"] != "up":
-                await asyncio.sleep(0.02)
+    async with running_gateway(settings) as http:
         async with aiomqtt.Client("127.0.0.1", broker_port) as watch:
             await watch.publish(
                 "acme/watch-77/telemetry",

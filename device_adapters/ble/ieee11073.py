@@ -32,27 +32,25 @@ _FLOAT_SPECIALS: Mapping[int, AbsentReason] = MappingProxyType({
 })  # fmt: skip
 
 
-def sfloat(raw: int) -> MedicalNumber:
-    """Decode a 16-bit SFLOAT word (already assembled little-endian)."""
-    special = _SFLOAT_SPECIALS.get(raw)
+def _decode(raw: int, specials: Mapping[int, AbsentReason], mantissa_bits: int, word_bits: int) -> MedicalNumber:
+    """``mantissa x 10^exponent``, both two's complement; the exponent fills the bits above the mantissa."""
+    special = specials.get(raw)
     if special is not None:
         return special
-    mantissa, exponent = raw & 0x0FFF, raw >> 12
-    if mantissa & 0x0800:
-        mantissa -= 0x1000
-    if exponent & 0x8:
-        exponent -= 0x10
+    mantissa, exponent = raw & ((1 << mantissa_bits) - 1), raw >> mantissa_bits
+    if mantissa >> (mantissa_bits - 1):
+        mantissa -= 1 << mantissa_bits
+    exponent_bits = word_bits - mantissa_bits
+    if exponent >> (exponent_bits - 1):
+        exponent -= 1 << exponent_bits
     return Decimal(mantissa).scaleb(exponent)
+
+
+def sfloat(raw: int) -> MedicalNumber:
+    """Decode a 16-bit SFLOAT word (already assembled little-endian): 4-bit exponent, 12-bit mantissa."""
+    return _decode(raw, _SFLOAT_SPECIALS, mantissa_bits=12, word_bits=16)
 
 
 def float32(raw: int) -> MedicalNumber:
-    """Decode a 32-bit FLOAT word (already assembled little-endian)."""
-    special = _FLOAT_SPECIALS.get(raw)
-    if special is not None:
-        return special
-    mantissa, exponent = raw & 0xFFFFFF, raw >> 24
-    if mantissa & 0x800000:
-        mantissa -= 0x1000000
-    if exponent & 0x80:
-        exponent -= 0x100
-    return Decimal(mantissa).scaleb(exponent)
+    """Decode a 32-bit FLOAT word (already assembled little-endian): 8-bit exponent, 24-bit mantissa."""
+    return _decode(raw, _FLOAT_SPECIALS, mantissa_bits=24, word_bits=32)

@@ -1,0 +1,39 @@
+"""Running the gateway app in the test process, and counting what it stored."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+
+from edge_config import GatewaySettings
+from gateway.app import create_app
+
+
+async def stored_counts(url: str) -> tuple[int, int]:
+    """(rows, distinct reading keys) in the observations table: equal when nothing was stored twice."""
+    connection = await asyncpg.connect(url)
+    try:
+        row = await connection.fetchrow("SELECT count(*) AS rows, count(DISTINCT reading_key) AS keys FROM observations")
+        assert row is not None
+        return row["rows"], row["keys"]
+    finally:
+        await connection.close()
+
+
+@asynccontextmanager
+async def running_gateway(settings: GatewaySettings, **app_options: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app with its lifespan (store, MQTT source, pipeline) and an HTTP client, once the broker is up."""
+    app = create_app(settings, **app_options)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http,
+    ):
+        async with asyncio.timeout(10):
+            while (await http.get("/healthz")).json()["broker"]["status"] != "up":
+                await asyncio.sleep(0.02)
+        yield http
