@@ -1,8 +1,9 @@
 """Readings + attribution -> FHIR R4 Observations, ready to store.
 
-Two paths write the same JSON. The hot path takes the common reading (one value, no flags)
-and fills a per-(kind, unit, site) text template; every other shape goes through plain dicts
-serialized by orjson. ``tests/test_mapper.py`` checks that both write the same bytes, and
+Two paths write the same JSON. The hot path (:mod:`fhir_mapper.hot_path`) takes the common
+reading (one value, no flags) a batch at a time and fills a per-(kind, unit, site) text
+template; every other shape goes through plain dicts serialized by orjson.
+ ``tests/test_mapper.py`` checks that both write the same bytes, and
 :mod:`fhir_mapper.validation` checks every shape against the FHIR models.
 """
 
@@ -11,74 +12,42 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
 from typing import NamedTuple
+
+import numpy as np
 
 from device_adapters.errors import InputRejectedError, NormalizeError, ReasonCode, ValidationError
 from device_adapters.jsonwire import dumps
 from device_adapters.readings import Quantity, Reading
 from fhir_mapper.catalogue import CATALOGUE, UCUM, ComponentSpec, UnitChoice, VitalKind
+from fhir_mapper.hot_path import ConvertedValues, FastEntry, FastPlan, build_observations, fhir_datetime, issued_text
 from fhir_mapper.identity import IDENTIFIER_SYSTEM, device_stamp, identifier_value, key_text, utc_text, uuid5_text
+from fhir_mapper.mapping_types import Attribution, MappedObservation, MappingInput
 from fhir_mapper.plausibility import CheckedValues, PlausibilityPolicy
 from fhir_mapper.templates import (
     ASN1_TO_HL7,
     INTERPRETATIONS,
     ORIGINAL_QUANTITY_EXTENSION,
-    QuantityTemplate,
     absent_reason,
     component_code,
     gateway_extension,
     quantity_template,
-    references,
     static_parts,
 )
-from fhir_mapper.units import CONVERSIONS, Conversion, NormalizedQuantity, keep_significant_digits, normalize, to_ucum
+from fhir_mapper.units import CONVERSIONS, NormalizedQuantity, normalize, to_ucum
+
+__all__ = [
+    "DEFAULT_FUTURE_TOLERANCE",
+    "Attribution",
+    "MappedObservation",
+    "MapperContext",
+    "MappingInput",
+    "ObservationMapper",
+    "map_reading",
+]
 
 DEFAULT_FUTURE_TOLERANCE = timedelta(minutes=5)
-
-
-@dataclass(frozen=True, slots=True)
-class Attribution:
-    """Who a reading belongs to: resolved from the registry by the device's time."""
-
-    patient_id: str
-    device_resource_id: uuid.UUID
-    device_id: str
-    """The device's own id (MQTT topic segment, serial)."""
-
-
-@dataclass(frozen=True, slots=True)
-class MappingInput:
-    reading: Reading
-    attribution: Attribution
-    received_at: datetime
-    source: str
-
-
-class MappedObservation(NamedTuple):
-    """A normalized reading and its FHIR Observation: one row of the observations table.
-
-    Immutable like the frozen dataclasses between the other stages, but a NamedTuple: one is
-    built per reading on the hot path, and a frozen dataclass costs several times more to build.
-    """
-
-    key: str
-    """The reading key as text (the Observation's id); see :attr:`reading_key`."""
-    time: datetime
-    patient_id: str
-    device_resource_id: uuid.UUID
-    kind: str
-    code: str
-    value: Decimal | None
-    unit: str
-    resource: bytes
-    received_at: datetime
-    source: str
-
-    @property
-    def reading_key(self) -> uuid.UUID:
-        return uuid.UUID(self.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,17 +58,6 @@ class MapperContext:
     plausibility: PlausibilityPolicy = field(default_factory=PlausibilityPolicy)
 
 
-class _Plan(NamedTuple):
-    """How to map a one-value reading of a kind in a unit at a site: worked out once, then reused."""
-
-    kind: VitalKind
-    choice: UnitChoice
-    conversion: Conversion | None
-    bounds: tuple[float, float]
-    template: QuantityTemplate
-    primary_code: str
-
-
 class _Normalized(NamedTuple):
     item: MappingInput
     kind: VitalKind
@@ -108,82 +66,117 @@ class _Normalized(NamedTuple):
     components: tuple[tuple[ComponentSpec, NormalizedQuantity], ...]
 
 
+class _Triage:
+    """One batch sorted by path: hot-path entries as parallel columns, the rest normalized."""
+
+    __slots__ = ("checked", "fast", "fast_numbers", "fast_positions", "fast_slots", "general", "rejected")
+
+    def __init__(self) -> None:
+        self.fast: list[FastEntry] = []
+        self.fast_positions: list[int] = []
+        self.fast_numbers: list[float] = []
+        self.fast_slots: list[int] = []
+        self.general: dict[int, _Normalized] = {}
+        self.checked = CheckedValues()
+        self.rejected: list[tuple[int, InputRejectedError]] = []
+
+
 class ObservationMapper:
     """Maps batches: normalize each reading, check plausibility for the whole batch at once, build JSON."""
 
     def __init__(self, context: MapperContext | None = None) -> None:
         self._context = context or MapperContext()
         self._extension = gateway_extension(self._context.gateway_device_id)
-        self._plans: dict[tuple[str, str, str | None], _Plan] = {}
+        self._plans: dict[tuple[str, str, str | None], FastPlan] = {}
+        self._plan_bounds: list[tuple[float, float]] = []
+        self._bounds: np.ndarray[tuple[int, int], np.dtype[np.float64]] | None = None
 
     def map_batch(self, items: Sequence[MappingInput]) -> tuple[list[MappedObservation], list[tuple[int, InputRejectedError]]]:
         """Map every item; rejected ones come back with their position in ``items``."""
-        rejected: list[tuple[int, InputRejectedError]] = []
-        fast: dict[int, tuple[MappingInput, _Plan, Decimal]] = {}
-        general: dict[int, _Normalized] = {}
-        checked = CheckedValues()
-        deadlines: dict[datetime, datetime] = {}
-        for position, item in enumerate(items):
-            try:
-                self._triage(position, item, deadlines, fast, general, checked)
-            except InputRejectedError as exc:
-                rejected.append((position, exc))
-
-        def label(position: int) -> tuple[str, str | None, str, Decimal]:
-            _, plan, value = fast[position]
-            return plan.kind.name, None, plan.choice.ucum, value
-
-        violations = self._context.plausibility.violations(checked, label)
-        issued: dict[datetime, str] = {}
-        if not general and not violations:  # the usual batch: every reading on the hot path, all plausible
-            build = self._build_fast
-            return [build(item, plan, value, _issued(issued, item.received_at)) for item, plan, value in fast.values()], rejected
+        triage = self._triage(items)
+        violations = self._violations(triage)
+        rejected = triage.rejected
+        if not triage.general and not violations:  # the usual batch: every reading on the hot path, all plausible
+            return build_observations(triage.fast), rejected
+        survivors = [
+            (position, entry)
+            for position, entry in zip(triage.fast_positions, triage.fast, strict=True)
+            if position not in violations
+        ]
+        built = build_observations([entry for _, entry in survivors])
+        fast_mapped = {position: observation for (position, _), observation in zip(survivors, built, strict=True)}
+        issued_texts: dict[datetime, str] = {}
         mapped: list[MappedObservation] = []
-        for position in sorted(fast.keys() | general.keys()):
-            entry = general.get(position)
+        for position in sorted(fast_mapped.keys() | triage.general.keys() | violations.keys()):
+            entry = triage.general.get(position)
             reason = violations.get(position) or (_pressure_order(entry) if entry is not None else None)
             if reason is not None:
                 rejected.append((position, ValidationError(ReasonCode.IMPLAUSIBLE_VALUE, reason)))
             elif entry is not None:
-                mapped.append(self._build_general(entry, _issued(issued, entry.item.received_at)))
+                mapped.append(self._build_general(entry, issued_text(issued_texts, entry.item.received_at)))
             else:
-                item, plan, value = fast[position]
-                mapped.append(self._build_fast(item, plan, value, _issued(issued, item.received_at)))
+                mapped.append(fast_mapped[position])
         rejected.sort(key=lambda pair: pair[0])
         return mapped, rejected
 
-    def _triage(  # noqa: PLR0917 - private step of map_batch, sharing its working collections
-        self,
-        position: int,
-        item: MappingInput,
-        deadlines: dict[datetime, datetime],
-        fast: dict[int, tuple[MappingInput, _Plan, Decimal]],
-        general: dict[int, _Normalized],
-        checked: CheckedValues,
-    ) -> None:
-        """Send one item down the hot path or the general one, noting its values for the range check."""
-        reading, received = item.reading, item.received_at
-        deadline = deadlines.get(received)
-        if deadline is None:
-            deadline = deadlines[received] = received + self._context.future_tolerance
-        if reading.time > deadline:
-            raise ValidationError(
-                ReasonCode.FUTURE_TIMESTAMP,
-                f"time {reading.time.isoformat()} is more than {self._context.future_tolerance} "
-                f"after reception at {received.isoformat()}",
-            )
-        quantity = reading.quantity
-        if quantity is not None and not reading.flags and not reading.status_codes:
-            plan = self._plans.get((reading.kind, quantity.unit, reading.site)) or self._plan(reading, quantity)
+    def _triage(self, items: Sequence[MappingInput]) -> _Triage:
+        """Send each item down the hot path or the general one, noting its values for the range check."""
+        triage = _Triage()
+        fast, positions, numbers, slots, plans = (
+            triage.fast,
+            triage.fast_positions,
+            triage.fast_numbers,
+            triage.fast_slots,
+            self._plans,
+        )
+        deadlines: dict[datetime, datetime] = {}
+        # One loop with the hot path written inline: a call per reading would cost more than its work.
+        for position, item in enumerate(items):
+            reading, received = item.reading, item.received_at
+            deadline = deadlines.get(received)
+            if deadline is None:
+                deadline = deadlines[received] = received + self._context.future_tolerance
+            try:
+                if reading.time > deadline:
+                    raise self._future(reading.time, received)
+                quantity = reading.quantity
+                if quantity is None or reading.flags or reading.status_codes:
+                    entry = triage.general[position] = self._normalize(item)
+                    self._check_general(position, entry, triage.checked)
+                    continue
+                plan = plans.get((reading.kind, quantity.unit, reading.site)) or self._plan(reading, quantity)
+            except InputRejectedError as exc:
+                triage.rejected.append((position, exc))
+                continue
             value = quantity.value
-            if plan.conversion is not None:
-                value = keep_significant_digits(plan.conversion.apply(value), value)
-            fast[position] = (item, plan, value)
-            checked.add_fast(position, value, plan.bounds)
-            return
-        entry = self._normalize(item)
-        general[position] = entry
-        self._check_general(position, entry, checked)
+            if plan.conversion is None:
+                number = str(value)
+                if "E" in number:  # decimal_json, inline
+                    number = format(value, "f")
+            else:
+                value, number = plan.conversion.convert(value)
+            fast.append((item, plan, value, number))
+            positions.append(position)
+            numbers.append(float(number))
+            slots.append(plan.slot)
+        return triage
+
+    def _future(self, time: datetime, received: datetime) -> ValidationError:
+        return ValidationError(
+            ReasonCode.FUTURE_TIMESTAMP,
+            f"time {time.isoformat()} is more than {self._context.future_tolerance} after reception at {received.isoformat()}",
+        )
+
+    def _violations(self, triage: _Triage) -> dict[int, str]:
+        """Positions of implausible readings, both paths checked with one vectorized pass each."""
+        policy = self._context.plausibility
+        violations = policy.violations(triage.checked)
+        if triage.fast:
+            bounds = self._bounds_array()[triage.fast_slots]
+            for index in policy.outside(triage.fast_numbers, bounds[:, 0], bounds[:, 1]):
+                _, plan, value, _ = triage.fast[index]
+                violations[triage.fast_positions[index]] = policy.reason(plan.kind.name, None, plan.choice.ucum, value)
+        return violations
 
     def map_one(self, item: MappingInput) -> MappedObservation:
         mapped, rejected = self.map_batch([item])
@@ -191,9 +184,7 @@ class ObservationMapper:
             raise rejected[0][1]
         return mapped[0]
 
-    # -- the hot path: one value, no flags ---------------------------------------------------
-
-    def _plan(self, reading: Reading, quantity: Quantity) -> _Plan:
+    def _plan(self, reading: Reading, quantity: Quantity) -> FastPlan:
         kind = _kind(reading)
         if kind.compound:
             raise NormalizeError(ReasonCode.MALFORMED_FRAME, f"{kind.name} takes 'components', not a 'value'")
@@ -208,50 +199,26 @@ class ObservationMapper:
                     ReasonCode.UNIT_UNKNOWN, f"unit {quantity.unit!r} cannot express {kind.name} (expected {choice.ucum!r})"
                 )
         original_unit = quantity.unit if conversion is not None else None
-        plan = _Plan(
+        bounds = self._context.plausibility.float_bounds(kind.name, None, choice.ucum)
+        plan = FastPlan(
             kind,
             choice,
-            conversion,
-            self._context.plausibility.float_bounds(kind.name, None, choice.ucum),
+            None if conversion is None else ConvertedValues(conversion),
+            len(self._plan_bounds),
             quantity_template(kind.name, reading.site, choice.ucum, self._extension, original_unit),
             static_parts(kind.name, reading.site, choice.ucum).primary_code,
+            "" if reading.site is None else f"|site={reading.site}",
         )
+        self._plan_bounds.append(bounds)
+        self._bounds = None
         self._plans[reading.kind, quantity.unit, reading.site] = plan
         return plan
 
-    def _build_fast(self, item: MappingInput, plan: _Plan, value: Decimal, issued: str) -> MappedObservation:
-        reading, attribution, template = item.reading, item.attribution, plan.template
-        time = reading.time
-        effective_time = time.isoformat()
-        utc = effective_time if not time.utcoffset() else utc_text(time)
-        if reading.device_time is not None:
-            utc = device_stamp(reading.device_time)
-        key = uuid5_text(
-            key_text(
-                attribution.device_id, attribution.patient_id, reading.kind, utc, duration=reading.duration, site=reading.site
-            )
-        )
-        people = references(attribution.patient_id, attribution.device_resource_id, attribution.device_id)
-        if reading.duration is None:
-            effective = f'"effectiveDateTime":"{effective_time}"'
-        else:
-            effective = f'"effectivePeriod":{{"start":"{effective_time}","end":"{(time + reading.duration).isoformat()}"}}'
-        extension = ""
-        if template.original_unit is not None:
-            original = reading.quantity.value if reading.quantity is not None else value
-            extension = (
-                f',"extension":[{{"url":"{ORIGINAL_QUANTITY_EXTENSION}",'
-                f'"valueQuantity":{{"value":{format(original, "f")},"unit":{template.original_unit}}}}}]'
-            )
-        resource = (
-            f'{{"resourceType":"Observation","id":"{key}","identifier":[{{"system":"{IDENTIFIER_SYSTEM}","value":"urn:uuid:{key}"}}],'
-            f'{template.head}{people.subject},{effective},"issued":"{issued}",{people.device},'
-            f'"valueQuantity":{{"value":{format(value, "f")},{template.unit_members}{extension}}}}}'
-        ).encode()
-        return MappedObservation(
-            key, time, attribution.patient_id, attribution.device_resource_id, plan.kind.name, plan.primary_code, value,
-            plan.choice.ucum, resource, item.received_at, item.source,
-        )  # fmt: skip
+    def _bounds_array(self) -> np.ndarray[tuple[int, int], np.dtype[np.float64]]:
+        """Each plan's plausible range, by plan slot, for the vectorized check."""
+        if self._bounds is None:
+            self._bounds = np.array(self._plan_bounds, dtype=np.float64).reshape(-1, 2)
+        return self._bounds
 
     # -- every other shape: components, special values, flags ----------------------------------
 
@@ -318,11 +285,11 @@ class ObservationMapper:
         resource["code"] = static.code
         resource["subject"] = {"reference": f"Patient/{attribution.patient_id}"}
         if reading.duration is None:
-            resource["effectiveDateTime"] = reading.time.isoformat()
+            resource["effectiveDateTime"] = fhir_datetime(reading.time)
         else:
             resource["effectivePeriod"] = {
-                "start": reading.time.isoformat(),
-                "end": (reading.time + reading.duration).isoformat(),
+                "start": fhir_datetime(reading.time),
+                "end": fhir_datetime(reading.time + reading.duration),
             }
         resource["issued"] = issued
         resource["device"] = {"reference": f"Device/{attribution.device_resource_id}", "display": attribution.device_id}
@@ -389,13 +356,6 @@ def _kind(reading: Reading) -> VitalKind:
         known = ", ".join(sorted(kind.sites)) or "none"
         raise NormalizeError(ReasonCode.MALFORMED_FRAME, f"{kind.name} has no site {reading.site!r} (sites: {known})")
     return kind
-
-
-def _issued(cache: dict[datetime, str], received_at: datetime) -> str:
-    text = cache.get(received_at)
-    if text is None:
-        text = cache[received_at] = received_at.astimezone(UTC).isoformat()
-    return text
 
 
 def _components(

@@ -8,7 +8,7 @@ can be overridden per kind (or per component) in the settings.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
@@ -17,6 +17,8 @@ import numpy as np
 
 from device_adapters.errors import ConfigError
 from fhir_mapper.catalogue import CATALOGUE, PlausibleRange
+
+FloatColumn = np.ndarray[tuple[int], np.dtype[np.float64]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +39,7 @@ class CheckedValues:
         self.values: list[float] = []
         self.lows: list[float] = []
         self.highs: list[float] = []
-        self.labels: list[tuple[str, str | None, str, Decimal] | None] = []
+        self.labels: list[tuple[str, str | None, str, Decimal]] = []
 
     def add(self, position: int, bounds: tuple[float, float], label: tuple[str, str | None, str, Decimal]) -> None:
         """One value of the reading at ``position``: label is (kind, component, unit, value) for the reason."""
@@ -46,14 +48,6 @@ class CheckedValues:
         self.lows.append(bounds[0])
         self.highs.append(bounds[1])
         self.labels.append(label)
-
-    def add_fast(self, position: int, value: Decimal, bounds: tuple[float, float]) -> None:
-        """A one-value reading: its label is worked out only if it turns out to be out of range."""
-        self.positions.append(position)
-        self.values.append(float(value))
-        self.lows.append(bounds[0])
-        self.highs.append(bounds[1])
-        self.labels.append(None)
 
 
 class PlausibilityPolicy:
@@ -82,22 +76,26 @@ class PlausibilityPolicy:
         bounds = self._ranges.get((kind, component, unit))
         return (-math.inf, math.inf) if bounds is None else (float(bounds[0]), float(bounds[1]))
 
-    def violations(self, checked: CheckedValues, label: Callable[[int], tuple[str, str | None, str, Decimal]]) -> dict[int, str]:
-        """Positions of readings with a value out of range, each with the reason a person reads.
-
-        ``label(position)`` describes a one-value reading added without a label.
-        """
-        if not checked.positions:
-            return {}
-        values = np.array(checked.values)
-        outside = np.flatnonzero((values < np.array(checked.lows)) | (values > np.array(checked.highs)))
+    def violations(self, checked: CheckedValues) -> dict[int, str]:
+        """Positions of readings with a value out of range, each with the reason a person reads."""
         reasons: dict[int, str] = {}
-        for index in outside.tolist():
-            kind, component, unit, value = checked.labels[index] or label(checked.positions[index])
-            low, high = self._ranges[kind, component, unit]
-            what = f"{kind} {component}" if component else kind
-            reasons.setdefault(checked.positions[index], f"{what} {value} {unit} is outside the plausible range {low}..{high}")
+        for index in self.outside(checked.values, np.array(checked.lows), np.array(checked.highs)):
+            reasons.setdefault(checked.positions[index], self.reason(*checked.labels[index]))
         return reasons
+
+    @staticmethod
+    def outside(values: list[float], lows: FloatColumn, highs: FloatColumn) -> list[int]:
+        """Indexes of the values outside their bounds, for a whole batch at once."""
+        if not values:
+            return []
+        column = np.array(values, dtype=np.float64)
+        found: list[int] = np.flatnonzero((column < lows) | (column > highs)).tolist()
+        return found
+
+    def reason(self, kind: str, component: str | None, unit: str, value: Decimal) -> str:
+        low, high = self._ranges[kind, component, unit]
+        what = f"{kind} {component}" if component else kind
+        return f"{what} {value} {unit} is outside the plausible range {low}..{high}"
 
 
 def _override(key: str, override: RangeOverride) -> dict[tuple[str, str | None, str], tuple[Decimal, Decimal]]:

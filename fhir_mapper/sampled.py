@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from device_adapters.jsonwire import dumps
 from fhir_mapper.catalogue import CATALOGUE, UCUM
+from fhir_mapper.hot_path import fhir_datetime
 from fhir_mapper.identity import IDENTIFIER_SYSTEM, identifier_value, reading_key
 from fhir_mapper.observation import MappedObservation
 from fhir_mapper.templates import static_parts
@@ -87,7 +88,7 @@ def sampled_observation(
         "category": static.category,
         "code": static.code,
         "subject": {"reference": f"Patient/{key.patient_id}"},
-        "effectivePeriod": {"start": key.start.isoformat(), "end": (key.start + window).isoformat()},
+        "effectivePeriod": {"start": fhir_datetime(key.start), "end": fhir_datetime(key.start + window)},
         "issued": issued.astimezone(UTC).isoformat(),
         "device": {"reference": f"Device/{key.device_resource_id}", "display": key.device_id},
         "valueSampledData": {

@@ -122,18 +122,25 @@ def quantity_template(
     return QuantityTemplate(head, members, original)
 
 
-@dataclass(frozen=True, slots=True)
-class References:
-    subject: str
-    device: str
+REFERENCES_KEPT = 65_536
+_references: dict[tuple[str, str, int], tuple[str, str]] = {}
 
 
-@functools.lru_cache(maxsize=65_536)
-def references(patient_id: str, device_resource_id: uuid.UUID, device_id: str) -> References:
-    """``subject`` and ``device`` members for one patient's device, JSON-escaped once."""
-    subject = orjson.dumps({"reference": f"Patient/{patient_id}"}).decode()
-    device = orjson.dumps({"reference": f"Device/{device_resource_id}", "display": device_id}).decode()
-    return References(f'"subject":{subject}', f'"device":{device}')
+def references(patient_id: str, device_resource_id: uuid.UUID, device_id: str) -> tuple[str, str]:
+    """``subject`` and ``device`` members for one patient's device, JSON-escaped once.
+
+    Kept in a plain dict keyed by the UUID's integer (hashing a UUID runs Python code) and
+    emptied when full: a gateway's active devices fit, and a miss costs about a microsecond.
+    """
+    key = (patient_id, device_id, device_resource_id.int)
+    found = _references.get(key)
+    if found is None:
+        if len(_references) >= REFERENCES_KEPT:
+            _references.clear()
+        subject = orjson.dumps({"reference": f"Patient/{patient_id}"}).decode()
+        device = orjson.dumps({"reference": f"Device/{device_resource_id}", "display": device_id}).decode()
+        found = _references[key] = (f'"subject":{subject}', f'"device":{device}')
+    return found
 
 
 @functools.cache

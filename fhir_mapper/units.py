@@ -121,8 +121,12 @@ def keep_significant_digits(value: Decimal, source: Decimal) -> Decimal:
         return Decimal(0)
     significant = max(len(source.as_tuple().digits), 1)
     exponent = min(value.adjusted() - significant + 1, 0)
-    rounded = value.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP)
-    if rounded.adjusted() > value.adjusted() and exponent < 0:
-        # 999.99995 -> 1000.0000 gained a digit by rounding up: drop the extra one.
-        rounded = rounded.quantize(Decimal(1).scaleb(exponent + 1), rounding=ROUND_HALF_UP)
+    with localcontext() as context:
+        # quantize fails when the result has more digits than the context keeps (28 by default),
+        # and a payload may carry 34 significant digits.
+        context.prec = max(context.prec, value.adjusted() - exponent + 2)
+        rounded = value.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_HALF_UP)
+        if rounded.adjusted() > value.adjusted() and exponent < 0:
+            # 999.99995 -> 1000.0000 gained a digit by rounding up: drop the extra one.
+            rounded = rounded.quantize(Decimal(1).scaleb(exponent + 1), rounding=ROUND_HALF_UP)
     return rounded
