@@ -8,6 +8,8 @@ open: ``NaN``/``Infinity`` literals, duplicate keys, absurd nesting.
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -69,3 +71,66 @@ def _default(value: object) -> object:
 def dumps(value: object) -> bytes:
     """Serialize to JSON bytes; Decimals are written digit for digit as JSON numbers."""
     return orjson.dumps(value, default=_default)
+
+
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})?",
+)
+# FHIR decimals are meant to round-trip through IEEE doubles: keep to what survives that.
+_MAX_SIGNIFICANT_DIGITS = 18
+_MAX_MAGNITUDE = Decimal("1e12")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def json_number(raw: object, what: str) -> Decimal:
+    if not isinstance(raw, Decimal):
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{what} must be a JSON number, got {json_type(raw)}")
+    digits = len(raw.as_tuple().digits)
+    if raw.adjusted() >= _MAX_MAGNITUDE.adjusted() or digits > _MAX_SIGNIFICANT_DIGITS:  # adjusted(): safe for 1e999999999
+        raise DecodeError(
+            ReasonCode.MALFORMED_FRAME,
+            f"{what} {raw} is out of range (|value| < 1e12, at most {_MAX_SIGNIFICANT_DIGITS} significant digits)",
+        )
+    # -0 and 0E+3 are the same reading as 0: one spelling keeps the reading key stable.
+    return raw + 0 if raw.is_zero() else raw
+
+
+def json_time(raw: object, where: str) -> datetime:
+    if isinstance(raw, Decimal):
+        try:
+            micros = int((raw * 1_000_000).to_integral_value())
+            return _EPOCH + timedelta(microseconds=micros)
+        except (OverflowError, ArithmeticError) as exc:  # decimal.Overflow is an ArithmeticError, not an OverflowError
+            raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw} is not a usable Unix time") from exc
+    if not isinstance(raw, str):
+        raise DecodeError(
+            ReasonCode.MALFORMED_FRAME, f"{where}: 'time' must be an RFC 3339 string or Unix seconds, got {json_type(raw)}"
+        )
+    match = _RFC3339.fullmatch(raw)
+    if match is None:
+        raise DecodeError(
+            ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw[:40]!r} is not RFC 3339 (YYYY-MM-DDThh:mm:ss[.fff]±hh:mm)"
+        )
+    date, clock, fraction, offset = match.groups()
+    if offset is None:
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw!r} has no UTC offset ('Z' or ±hh:mm)")
+    micro = f".{(fraction + '00000')[:6]}" if fraction else ""
+    zone = "+00:00" if offset in {"Z", "z"} else offset
+    try:
+        return datetime.fromisoformat(f"{date}T{clock}{micro}{zone}")
+    except ValueError as exc:
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw!r} is not a valid date and time: {exc}") from exc
+
+
+_JSON_TYPES: tuple[tuple[type, str], ...] = (
+    (type(None), "null"),
+    (bool, "boolean"),
+    (Decimal, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+)
+
+
+def json_type(value: object) -> str:
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), type(value).__name__)

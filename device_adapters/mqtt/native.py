@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from device_adapters.errors import DecodeError, IdentityError, InputRejectedError, ReasonCode
-from device_adapters.jsonwire import dumps, loads_strict
+from device_adapters.jsonwire import dumps, json_number, json_time, json_type, loads_strict
 from device_adapters.readings import DEVICE_ID_PATTERN, AbsentReason, FrameDecode, Quantity, Reading, ReadingFlag
 
 FORMAT_VERSION = "v1"
@@ -35,17 +35,10 @@ DEFAULT_MAX_READINGS = 1_000
 
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _COMPONENT = re.compile(r"[a-z][a-z0-9_]{0,31}")
-_RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})?",
-)
 _FIELDS = frozenset({"type", "value", "components", "absent", "unit", "time", "duration", "site", "status", "device_id"})
 _MAX_DURATION = Decimal(31 * 24 * 3600)
 _MAX_UNIT_CHARS = 32
 _MAX_COMPONENTS = 8
-# FHIR decimals are meant to round-trip through IEEE doubles: keep to what survives that.
-_MAX_SIGNIFICANT_DIGITS = 18
-_MAX_MAGNITUDE = Decimal("1e12")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def device_from_topic(topic: str, suffix: str = TOPIC_SUFFIX) -> str:
@@ -88,7 +81,7 @@ def decode_payload(
         if len(items) > max_readings:
             raise DecodeError(ReasonCode.OVERSIZE, f"payload has {len(items)} readings, the limit is {max_readings}")
     else:
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"payload must be a JSON object or array, got {_json_type(document)}")
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"payload must be a JSON object or array, got {json_type(document)}")
 
     readings: list[Reading] = []
     rejections: list[tuple[int, InputRejectedError]] = []
@@ -129,7 +122,7 @@ def _reading_object(reading: Reading) -> dict[str, object]:
 def _reading(item: object, device_id: str, index: int) -> Reading:
     where = f"reading {index}"
     if not isinstance(item, dict):
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where} must be an object, got {_json_type(item)}")
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where} must be an object, got {json_type(item)}")
     unknown = sorted(set(item) - _FIELDS)
     if unknown:
         raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
@@ -144,7 +137,7 @@ def _reading(item: object, device_id: str, index: int) -> Reading:
         raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'type' must be a lower-case name such as 'heart_rate'")
     if "time" not in item:
         raise DecodeError(ReasonCode.TIMESTAMP_MISSING, f"{where}: 'time' is missing")
-    time = _time(item["time"], where)
+    time = json_time(item["time"], where)
     site = _name(item.get("site"), f"{where}: 'site'")
     duration = _duration(item.get("duration"), where)
     flags = _flags(item.get("status"), where)
@@ -163,7 +156,7 @@ def _reading(item: object, device_id: str, index: int) -> Reading:
                 ReasonCode.MALFORMED_FRAME, f"{where}: 'unit' must be a string of 1 to {_MAX_UNIT_CHARS} characters"
             )
         if shapes == ["value"]:
-            quantity = Quantity(_number(item["value"], f"{where}: 'value'"), unit)
+            quantity = Quantity(json_number(item["value"], f"{where}: 'value'"), unit)
         else:
             components = _components(item["components"], unit, where)
     return Reading(
@@ -182,7 +175,7 @@ def _name(raw: object, what: str) -> str | None:
 def _duration(raw: object, where: str) -> timedelta | None:
     if raw is None:
         return None
-    seconds = _number(raw, f"{where}: 'duration'")
+    seconds = json_number(raw, f"{where}: 'duration'")
     if not 0 <= seconds <= _MAX_DURATION:
         raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'duration' must be 0 to {_MAX_DURATION} seconds, got {seconds}")
     return timedelta(microseconds=int(seconds * 1_000_000))
@@ -213,59 +206,5 @@ def _components(raw: object, unit: str, where: str) -> tuple[tuple[str, Quantity
     for name, value in raw.items():
         if not _COMPONENT.fullmatch(name):
             raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: component name {name!r} is not a lower-case name")
-        components.append((name, Quantity(_number(value, f"{where}: component {name!r}"), unit)))
+        components.append((name, Quantity(json_number(value, f"{where}: component {name!r}"), unit)))
     return tuple(components)
-
-
-def _number(raw: object, what: str) -> Decimal:
-    if not isinstance(raw, Decimal):
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{what} must be a JSON number, got {_json_type(raw)}")
-    digits = len(raw.as_tuple().digits)
-    if raw.adjusted() >= _MAX_MAGNITUDE.adjusted() or digits > _MAX_SIGNIFICANT_DIGITS:  # adjusted(): safe for 1e999999999
-        raise DecodeError(
-            ReasonCode.MALFORMED_FRAME,
-            f"{what} {raw} is out of range (|value| < 1e12, at most {_MAX_SIGNIFICANT_DIGITS} significant digits)",
-        )
-    # -0 and 0E+3 are the same reading as 0: one spelling keeps the reading key stable.
-    return raw + 0 if raw.is_zero() else raw
-
-
-def _time(raw: object, where: str) -> datetime:
-    if isinstance(raw, Decimal):
-        try:
-            micros = int((raw * 1_000_000).to_integral_value())
-            return _EPOCH + timedelta(microseconds=micros)
-        except (OverflowError, ArithmeticError) as exc:  # decimal.Overflow is an ArithmeticError, not an OverflowError
-            raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw} is not a usable Unix time") from exc
-    if not isinstance(raw, str):
-        raise DecodeError(
-            ReasonCode.MALFORMED_FRAME, f"{where}: 'time' must be an RFC 3339 string or Unix seconds, got {_json_type(raw)}"
-        )
-    match = _RFC3339.fullmatch(raw)
-    if match is None:
-        raise DecodeError(
-            ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw[:40]!r} is not RFC 3339 (YYYY-MM-DDThh:mm:ss[.fff]±hh:mm)"
-        )
-    date, clock, fraction, offset = match.groups()
-    if offset is None:
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw!r} has no UTC offset ('Z' or ±hh:mm)")
-    micro = f".{(fraction + '00000')[:6]}" if fraction else ""
-    zone = "+00:00" if offset in {"Z", "z"} else offset
-    try:
-        return datetime.fromisoformat(f"{date}T{clock}{micro}{zone}")
-    except ValueError as exc:
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {raw!r} is not a valid date and time: {exc}") from exc
-
-
-_JSON_TYPES: tuple[tuple[type, str], ...] = (
-    (type(None), "null"),
-    (bool, "boolean"),
-    (Decimal, "number"),
-    (str, "string"),
-    (list, "array"),
-    (dict, "object"),
-)
-
-
-def _json_type(value: object) -> str:
-    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), type(value).__name__)

@@ -34,8 +34,8 @@ from decimal import Decimal
 from typing import Any
 
 from device_adapters.errors import DecodeError, IdentityError, InputRejectedError, ReasonCode
-from device_adapters.jsonwire import loads_strict
-from device_adapters.mqtt.native import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_MAX_READINGS, _json_type, _number, _time
+from device_adapters.jsonwire import json_number, json_time, json_type, loads_strict
+from device_adapters.mqtt.native import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_MAX_READINGS
 from device_adapters.readings import DEVICE_ID_PATTERN, FrameDecode, Quantity, Reading
 from edge_config.mapping_templates import (
     JSON_NUMBER,
@@ -248,12 +248,12 @@ def _value(rule: ReadingRule, source: Source, scope: _Scope, what: str) -> Decim
             raise DecodeError(
                 ReasonCode.MALFORMED_FRAME, f"{where}: {what} {number} * {rule.scale} + {rule.offset} is not exact"
             ) from exc
-    return _number(number, f"{where}: {what}")
+    return json_number(number, f"{where}: {what}")
 
 
 def _when(raw: object, rule: ReadingRule, where: str) -> datetime:
     if isinstance(raw, str) and not JSON_NUMBER.fullmatch(raw):
-        return _time(raw, where)
+        return json_time(raw, where)
     seconds = _decimal(raw, f"{where}: 'time'")
     if rule.time_unit == "ms":
         seconds = seconds.scaleb(-3)
@@ -261,7 +261,7 @@ def _when(raw: object, rule: ReadingRule, where: str) -> datetime:
     # context (decimal.Overflow) for absurd times such as 1e999999.
     if abs(seconds) >= _MAX_UNIX_SECONDS:
         raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'time' {seconds} is not a usable Unix time")
-    return _time(seconds, where)
+    return json_time(seconds, where)
 
 
 def _decimal(raw: object, what: str) -> Decimal:
@@ -297,9 +297,9 @@ def _described(source: Source) -> str:
 def _shown(value: object) -> str:
     """A value for a message: its JSON type, and its text when short (never a nested structure)."""
     if isinstance(value, (list, dict)) or value is None:
-        return _json_type(value)
+        return json_type(value)
     text = repr(str(value)) if isinstance(value, Decimal) else repr(value)
-    return f"{_json_type(value)} {text[:40]}"
+    return f"{json_type(value)} {text[:40]}"
 
 
 def _first_line(exc: BaseException) -> str:
