@@ -322,3 +322,22 @@ def kinds_for_token(system: str | None, code: str) -> frozenset[str]:
         for coding in (*kind.codings, *(choice.loinc for choice in kind.units if choice.loinc is not None))
         if coding.code == code and (system is None or coding.system == system)
     )
+
+
+VITAL_SIGNS_CATEGORY = Coding(OBSERVATION_CATEGORY, "vital-signs", "Vital Signs")
+PHD_GENERATED_CATEGORY = Coding(PHD_CATEGORY, "phd", "PHD generated")
+
+
+def kind_categories(kind: VitalKind) -> tuple[Coding, ...]:
+    """``Observation.category`` codings: vital-signs for the vital-signs profiles, and the PHD IG's ``phd`` for every kind."""
+    return (VITAL_SIGNS_CATEGORY, PHD_GENERATED_CATEGORY) if kind.vital_sign else (PHD_GENERATED_CATEGORY,)
+
+
+def kinds_for_category(system: str | None, code: str) -> frozenset[str]:
+    """Kinds whose Observations carry the category ``code`` (in ``system`` when given): the FHIR ``category`` search."""
+    return frozenset(
+        kind.name
+        for kind in _KINDS
+        for coding in kind_categories(kind)
+        if coding.code == code and (system is None or coding.system == system)
+    )
