@@ -328,7 +328,9 @@ async def test_capability_statement_names_search_and_lastn(api: Api) -> None:
 
 def test_the_response_check_refuses_an_invalid_bundle() -> None:
     bad = httpx.Response(
-        200, headers={"content-type": "application/fhir+json"}, json={"resourceType": "Bundle", "type": "nonsense"}
+        200,
+        headers={"content-type": "application/fhir+json"},
+        json={"resourceType": "Bundle", "type": "searchset", "total": "many"},
     )
     with pytest.raises(pydantic.ValidationError):
         check_fhir_response(bad)
