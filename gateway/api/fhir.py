@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -16,6 +15,7 @@ from gateway.api.errors import outcome_response
 from gateway.api.paging import searchset_response, strict_handling
 from gateway.api.search import encode_observation_cursor, parse_last_n, parse_observation_search
 from gateway.api.search.capability import RESOURCES
+from gateway.api.search.common import as_uuid
 from gateway.runtime import Runtime
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
@@ -79,9 +79,8 @@ async def last_observations(request: Request, rt: RuntimeDep, prefer: PreferHead
 
 @router.get("/Observation/{observation_id}")
 async def read_observation(observation_id: str, rt: RuntimeDep) -> Response:
-    try:
-        key = uuid.UUID(observation_id)
-    except ValueError:
+    key = as_uuid(observation_id)
+    if key is None:
         return outcome_response(404, f"Observation/{observation_id} is not known")
     resource = await rt.store.get_observation(key)
     if resource is None:

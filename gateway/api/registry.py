@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -15,7 +13,7 @@ from gateway.api.errors import outcome_response
 from gateway.api.fhir import PreferHeader, RuntimeDep, fhir_base
 from gateway.api.paging import searchset_response, strict_handling
 from gateway.api.search import parse_device_search, parse_patient_search
-from gateway.api.search.common import FHIR_ID, encode_cursor
+from gateway.api.search.common import FHIR_ID, as_uuid, encode_cursor
 from gateway.storage import DeviceEntry, DeviceQuery, PatientQuery, PatientRecord
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
@@ -79,9 +77,8 @@ async def search_devices(request: Request, rt: RuntimeDep, prefer: PreferHeader 
 
 @router.get("/Device/{device_id}")
 async def read_device(device_id: str, rt: RuntimeDep) -> Response:
-    try:
-        key = uuid.UUID(device_id)
-    except ValueError:
+    key = as_uuid(device_id)
+    if key is None:
         return outcome_response(404, f"Device/{device_id} is not known")
     found = await rt.store.search_devices(DeviceQuery(resource_ids=frozenset({key}), count=1))
     if not found:

@@ -49,6 +49,7 @@ class SearchState:
 
 S = TypeVar("S", bound=SearchState)
 T = TypeVar("T")
+Q = TypeVar("Q")
 S_contra = TypeVar("S_contra", bound=SearchState, contravariant=True)
 
 
@@ -115,14 +116,18 @@ def count_param(state: SearchState, value: str) -> None:
     state.count = count
 
 
+def choice(name: str, value: str, table: Mapping[str, T]) -> T:
+    """A value from a parameter's table of supported values; any other is unsupported."""
+    if value not in table:
+        raise UnsupportedSearchError(f"{name}: only {', '.join(repr(v) for v in table)} supported, got {value!r}")
+    return table[value]
+
+
+_SUMMARIES: Mapping[str, bool] = MappingProxyType({"count": True, "false": False})
+
+
 def summary_param(state: SearchState, value: str) -> None:
-    match value:
-        case "count":
-            state.summary_count = True
-        case "false":
-            state.summary_count = False
-        case _:
-            raise UnsupportedSearchError(f"_summary: only 'count' and 'false' are supported, got {value!r}")
+    state.summary_count = choice("_summary", value, _SUMMARIES)
 
 
 _TOTALS: Mapping[str, TotalMode] = MappingProxyType({"none": "none", "estimate": "estimate", "accurate": "accurate"})
@@ -202,15 +207,25 @@ def intersect(current: frozenset[T] | None, matched: frozenset[T]) -> frozenset[
     return matched if current is None else current & matched
 
 
+def as_uuid(text: str) -> uuid.UUID | None:
+    """Our Devices and Observations have UUID ids: any other id names none of them."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
 def uuids(texts: Iterable[str]) -> frozenset[uuid.UUID]:
-    """The UUIDs among ``texts``: our Devices and Observations have UUID ids, so any other id matches nothing."""
-    found = set()
-    for text in texts:
-        try:
-            found.add(uuid.UUID(text))
-        except ValueError:
-            continue
-    return frozenset(found)
+    """The UUIDs among ``texts``."""
+    return frozenset(key for key in map(as_uuid, texts) if key is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed(Generic[Q]):
+    """A store query and what the search applied and ignored."""
+
+    query: Q
+    applied: Applied
 
 
 def encode_cursor(text: str) -> str:

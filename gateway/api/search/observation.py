@@ -17,11 +17,12 @@ from gateway.api.search.common import (
     TOTAL_PARAMETERS,
     Applied,
     Parameter,
+    Parsed,
     SearchError,
     SearchState,
     TotalMode,
-    UnsupportedSearchError,
     apply_parameters,
+    choice,
     decode_cursor,
     encode_cursor,
     ignore_param,
@@ -58,10 +59,7 @@ class ObservationSearch:
     applied: Applied
 
 
-@dataclass(frozen=True, slots=True)
-class LastNSearch:
-    query: LastNQuery
-    applied: Applied
+LastNSearch = Parsed[LastNQuery]
 
 
 def _patient(state: ObservationState, value: str) -> None:
@@ -97,14 +95,11 @@ def _last_updated(state: ObservationState, value: str) -> None:
     state.received.append(instant_filter("_lastUpdated", value, state.now))
 
 
+_NEWEST_FIRST: Mapping[str, bool] = MappingProxyType({"-date": True, "date": False})
+
+
 def _sort(state: ObservationState, value: str) -> None:
-    match value:
-        case "-date":
-            state.newest_first = True
-        case "date":
-            state.newest_first = False
-        case _:
-            raise UnsupportedSearchError(f"_sort: only 'date' and '-date' are supported, got {value!r}")
+    state.newest_first = choice("_sort", value, _NEWEST_FIRST)
 
 
 def _max(state: ObservationState, value: str) -> None:
@@ -173,7 +168,7 @@ def parse_last_n(
         raise SearchError("$lastn needs a patient (patient=… or subject=Patient/…)")
     time = _merged(state.time)
     kinds = frozenset(CATALOGUE) if state.kinds is None else state.kinds
-    return LastNSearch(LastNQuery(state.patient, kinds, state.max_per_kind, time.conditions, time.excluded), applied)
+    return Parsed(LastNQuery(state.patient, kinds, state.max_per_kind, time.conditions, time.excluded), applied)
 
 
 def _merged(filters: Sequence[InstantFilter]) -> InstantFilter:

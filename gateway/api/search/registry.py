@@ -12,8 +12,8 @@ from fhir_mapper.patients import MRN_SYSTEM
 from gateway.api.search.common import (
     COMMON_PARAMETERS,
     FHIR_ID,
-    Applied,
     Parameter,
+    Parsed,
     SearchError,
     SearchState,
     UnsupportedSearchError,
@@ -35,16 +35,8 @@ class RegistryState(SearchState):
     patient: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PatientSearch:
-    query: PatientQuery
-    applied: Applied
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceSearch:
-    query: DeviceQuery
-    applied: Applied
+PatientSearch = Parsed[PatientQuery]
+DeviceSearch = Parsed[DeviceQuery]
 
 
 def _ids(state: RegistryState, value: str) -> None:
@@ -104,7 +96,7 @@ def parse_patient_search(params: Sequence[tuple[str, str]], settings: ApiSetting
     state = RegistryState(settings)
     applied = apply_parameters(params, PATIENT_PARAMETERS, state, strict=strict)
     after = None if state.cursor is None else decode_cursor(state.cursor)
-    return PatientSearch(PatientQuery(state.ids, state.identifiers, state.name, state.count, after), applied)
+    return Parsed(PatientQuery(state.ids, state.identifiers, state.name, state.count, after), applied)
 
 
 def parse_device_search(params: Sequence[tuple[str, str]], settings: ApiSettings, *, strict: bool) -> DeviceSearch:
@@ -112,4 +104,4 @@ def parse_device_search(params: Sequence[tuple[str, str]], settings: ApiSettings
     applied = apply_parameters(params, DEVICE_PARAMETERS, state, strict=strict)
     after = None if state.cursor is None else decode_cursor(state.cursor)
     resource_ids = None if state.ids is None else uuids(state.ids)
-    return DeviceSearch(DeviceQuery(resource_ids, state.identifiers, state.patient, state.count, after), applied)
+    return Parsed(DeviceQuery(resource_ids, state.identifiers, state.patient, state.count, after), applied)
