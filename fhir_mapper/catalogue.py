@@ -313,14 +313,15 @@ CATALOGUE: Mapping[str, VitalKind] = MappingProxyType({kind.name: kind for kind 
 def kinds_for_token(system: str | None, code: str) -> frozenset[str]:
     """Kinds whose ``Observation.code`` carries ``code`` (in ``system`` when given).
 
-    Serves the FHIR ``code`` token search: LOINC 8867-4 names both heart and pulse rate,
+    Serves the FHIR ``code`` token search (``system|`` alone: every kind with a code in that system):
+    LOINC 8867-4 names both heart and pulse rate,
     MDC 147842 only the heart rate; a glucose kind answers to both its mass and molar LOINC.
     """
     return frozenset(
         kind.name
         for kind in _KINDS
         for coding in (*kind.codings, *(choice.loinc for choice in kind.units if choice.loinc is not None))
-        if coding.code == code and (system is None or coding.system == system)
+        if _token_matches(coding, system, code)
     )
 
 
@@ -335,9 +336,11 @@ def kind_categories(kind: VitalKind) -> tuple[Coding, ...]:
 
 def kinds_for_category(system: str | None, code: str) -> frozenset[str]:
     """Kinds whose Observations carry the category ``code`` (in ``system`` when given): the FHIR ``category`` search."""
-    return frozenset(
-        kind.name
-        for kind in _KINDS
-        for coding in kind_categories(kind)
-        if coding.code == code and (system is None or coding.system == system)
-    )
+    return frozenset(kind.name for kind in _KINDS for coding in kind_categories(kind) if _token_matches(coding, system, code))
+
+
+def _token_matches(coding: Coding, system: str | None, code: str) -> bool:
+    """FHIR token match: ``code``, ``system|code``, or ``system|`` for any code in the system."""
+    if system is None:
+        return coding.code == code
+    return coding.system == system and (coding.code == code or not code)

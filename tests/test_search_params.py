@@ -115,6 +115,14 @@ def test_parse_full_search() -> None:
     [
         ([("code", "8867-4"), ("code", "urn:iso:std:iso:11073:10101|149514")], {"pulse_rate"}),
         ([("code", "|8867-4")], set()),
+        (
+            [("code", "https://pulsebridge.dev/fhir/CodeSystem/reading-kind|")],
+            {"muscle_percentage", "muscle_mass", "basal_metabolism", "body_impedance"},
+        ),
+        (
+            [("code", "http://loinc.org|"), ("category", "vital-signs"), ("code", "urn:iso:std:iso:11073:10101|")],
+            VITAL_SIGNS,
+        ),
         ([("code", "http://snomed.info/sct|8867-4")], set()),
         ([("category", "vital-signs")], VITAL_SIGNS),
         ([("category", "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs")], VITAL_SIGNS),
