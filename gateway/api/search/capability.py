@@ -13,7 +13,7 @@ OBSERVATION = ResourceCapability(
     (
         _P("patient", "reference", "The patient (id or Patient/id); one per search."),
         _P("subject", "reference", "Same as patient."),
-        _P("code", "token", "LOINC or IEEE 11073 MDC code as code, system|code or |code; comma-separated values are OR-ed."),
+        _P("code", "token", "LOINC or IEEE 11073 MDC: code, system|code, |code or system|; comma-separated values are OR-ed."),
         _P("category", "token", "vital-signs (observation-category) or phd (PHD IG); as code or system|code."),
         _P(
             "date",
