@@ -313,12 +313,34 @@ CATALOGUE: Mapping[str, VitalKind] = MappingProxyType({kind.name: kind for kind 
 def kinds_for_token(system: str | None, code: str) -> frozenset[str]:
     """Kinds whose ``Observation.code`` carries ``code`` (in ``system`` when given).
 
-    Serves the FHIR ``code`` token search: LOINC 8867-4 names both heart and pulse rate,
+    Serves the FHIR ``code`` token search (``system|`` alone: every kind with a code in that system):
+    LOINC 8867-4 names both heart and pulse rate,
     MDC 147842 only the heart rate; a glucose kind answers to both its mass and molar LOINC.
     """
     return frozenset(
         kind.name
         for kind in _KINDS
         for coding in (*kind.codings, *(choice.loinc for choice in kind.units if choice.loinc is not None))
-        if coding.code == code and (system is None or coding.system == system)
+        if _token_matches(coding, system, code)
     )
+
+
+VITAL_SIGNS_CATEGORY = Coding(OBSERVATION_CATEGORY, "vital-signs", "Vital Signs")
+PHD_GENERATED_CATEGORY = Coding(PHD_CATEGORY, "phd", "PHD generated")
+
+
+def kind_categories(kind: VitalKind) -> tuple[Coding, ...]:
+    """``Observation.category`` codings: vital-signs for the vital-signs profiles, and the PHD IG's ``phd`` for every kind."""
+    return (VITAL_SIGNS_CATEGORY, PHD_GENERATED_CATEGORY) if kind.vital_sign else (PHD_GENERATED_CATEGORY,)
+
+
+def kinds_for_category(system: str | None, code: str) -> frozenset[str]:
+    """Kinds whose Observations carry the category ``code`` (in ``system`` when given): the FHIR ``category`` search."""
+    return frozenset(kind.name for kind in _KINDS for coding in kind_categories(kind) if _token_matches(coding, system, code))
+
+
+def _token_matches(coding: Coding, system: str | None, code: str) -> bool:
+    """FHIR token match: ``code``, ``system|code``, or ``system|`` for any code in the system."""
+    if system is None:
+        return coding.code == code
+    return coding.system == system and (coding.code == code or not code)

@@ -28,6 +28,8 @@ class DeviceDescription:
     serial_number: str | None = None
     firmware: str | None = None
     bluetooth_address: str | None = None
+    patient_id: str | None = None
+    """The patient the device is assigned to now."""
 
 
 def gateway_device_id(name: str) -> uuid.UUID:
@@ -58,6 +60,8 @@ def device_resource(device: DeviceDescription) -> dict[str, object]:
         resource["type"] = {"text": device.kind}
     if device.firmware is not None:
         resource["version"] = [{"type": {"text": "firmware revision"}, "value": device.firmware}]
+    if device.patient_id is not None:
+        resource["patient"] = {"reference": f"Patient/{device.patient_id}"}
     return resource
 
 

@@ -35,9 +35,14 @@ def searchset_bundle(
     resource_type: str,
     entries: Sequence[tuple[str, str]],
     links: Sequence[tuple[str, str]],
+    *,
     warnings: Sequence[Issue] = (),
+    total: int | None = None,
 ) -> bytes:
-    """A searchset Bundle around stored JSON (``(id, json)`` pairs), written without re-parsing it."""
+    """A searchset Bundle around stored JSON (``(id, json)`` pairs), written without re-parsing it.
+
+    ``total`` is left out when unknown; so is ``entry`` when there is none (FHIR JSON has no empty arrays).
+    """
     bundle_entries: list[dict[str, object]] = [
         {
             "fullUrl": f"{base_url}/{resource_type}/{resource_id}",
@@ -48,13 +53,12 @@ def searchset_bundle(
     ]
     if warnings:
         bundle_entries.append({"resource": operation_outcome(warnings), "search": {"mode": "outcome"}})
-    bundle: dict[str, object] = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "timestamp": datetime.now(UTC).isoformat(),
-        "link": [{"relation": relation, "url": url} for relation, url in links],
-        "entry": bundle_entries,
-    }
+    bundle: dict[str, object] = {"resourceType": "Bundle", "type": "searchset", "timestamp": datetime.now(UTC).isoformat()}
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = [{"relation": relation, "url": url} for relation, url in links]
+    if bundle_entries:
+        bundle["entry"] = bundle_entries
     return orjson.dumps(bundle)
 
 
@@ -65,17 +69,32 @@ class SearchParameter:
     documentation: str
 
 
-OBSERVATION_SEARCH_PARAMETERS: tuple[SearchParameter, ...] = (
-    SearchParameter("patient", "reference", "The patient the observation is about (id or Patient/id)."),
-    SearchParameter("subject", "reference", "Same as patient (Patient/id)."),
-    SearchParameter("code", "token", "LOINC or IEEE 11073 MDC code, optionally system|code; comma-separated values are OR-ed."),
-    SearchParameter("date", "date", "Effective time with eq, gt, lt, ge, le, sa, eb prefixes; repeat for a range."),
-    SearchParameter("_count", "number", "Page size (capped)."),
-    SearchParameter("_sort", "string", "date or -date (default -date)."),
-)
+@dataclass(frozen=True, slots=True)
+class ResourceCapability:
+    """What the server does with one resource type, for the CapabilityStatement."""
+
+    type: str
+    interactions: tuple[str, ...]
+    search_parameters: tuple[SearchParameter, ...]
+    operations: tuple[tuple[str, str, str], ...] = ()
+    """``(name, OperationDefinition canonical, documentation)``."""
+
+    def as_fhir(self) -> dict[str, object]:
+        resource: dict[str, object] = {
+            "type": self.type,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{self.type}",
+            "interaction": [{"code": code} for code in self.interactions],
+            "searchParam": [{"name": p.name, "type": p.type, "documentation": p.documentation} for p in self.search_parameters],
+        }
+        if self.operations:
+            resource["operation"] = [
+                {"name": name, "definition": definition, "documentation": documentation}
+                for name, definition, documentation in self.operations
+            ]
+        return resource
 
 
-def capability_statement(software_version: str, base_url: str) -> dict[str, object]:
+def capability_statement(software_version: str, base_url: str, resources: Sequence[ResourceCapability]) -> dict[str, object]:
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -85,20 +104,5 @@ def capability_statement(software_version: str, base_url: str) -> dict[str, obje
         "implementation": {"description": "PulseBridge personal health device gateway", "url": base_url},
         "fhirVersion": FHIR_VERSION,
         "format": ["json", FHIR_JSON],
-        "rest": [
-            {
-                "mode": "server",
-                "resource": [
-                    {
-                        "type": "Observation",
-                        "profile": "http://hl7.org/fhir/StructureDefinition/Observation",
-                        "interaction": [{"code": "read"}, {"code": "search-type"}],
-                        "searchParam": [
-                            {"name": p.name, "type": p.type, "documentation": p.documentation}
-                            for p in OBSERVATION_SEARCH_PARAMETERS
-                        ],
-                    },
-                ],
-            },
-        ],
+        "rest": [{"mode": "server", "resource": [resource.as_fhir() for resource in resources]}],
     }

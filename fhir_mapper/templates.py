@@ -18,13 +18,13 @@ from device_adapters.readings import ReadingFlag
 from fhir_mapper.catalogue import (
     CATALOGUE,
     LOINC,
-    OBSERVATION_CATEGORY,
-    PHD_CATEGORY,
     PROFILE_BASE,
     UCUM,
+    VITAL_SIGNS_CATEGORY,
     VITAL_SIGNS_PROFILE,
     Coding,
     ComponentSpec,
+    kind_categories,
 )
 
 ORIGINAL_QUANTITY_EXTENSION = "https://pulsebridge.dev/fhir/StructureDefinition/original-quantity"
@@ -70,13 +70,13 @@ def static_parts(kind_name: str, site: str | None, unit: str) -> StaticParts:
         spot = kind.sites[site]
         loinc = [coding for coding in codings if coding.system == LOINC]
         codings = [*loinc, *([spot.loinc] if spot.loinc else []), spot.mdc]
-    categories: list[dict[str, object]] = []
-    if kind.vital_sign:
-        categories.append({
-            "coding": [{"system": OBSERVATION_CATEGORY, "code": "vital-signs", "display": "Vital Signs"}],
-            "text": "Vital Signs",
-        })  # fmt: skip
-    categories.append({"coding": [{"system": PHD_CATEGORY, "code": "phd", "display": "PHD generated"}]})
+    categories: list[dict[str, object]] = [
+        # The vital-signs profile's category slice carries text too.
+        {"coding": [coding.as_fhir()], "text": coding.display}
+        if coding == VITAL_SIGNS_CATEGORY
+        else {"coding": [coding.as_fhir()]}
+        for coding in kind_categories(kind)
+    ]
     meta = None
     if kind.profile is not None:
         meta = orjson.Fragment(orjson.dumps({"profile": [VITAL_SIGNS_PROFILE, PROFILE_BASE + kind.profile]}))

@@ -14,6 +14,7 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.device import Device
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.operationoutcome import OperationOutcome
+from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError as PydanticValidationError
 
 from device_adapters.errors import InputRejectedError, ReasonCode, Stage
@@ -24,6 +25,7 @@ _MODELS: dict[str, Any] = {
     "CapabilityStatement": CapabilityStatement,
     "Device": Device,
     "OperationOutcome": OperationOutcome,
+    "Patient": Patient,
 }
 
 

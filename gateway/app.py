@@ -27,6 +27,7 @@ from gateway.api.admin import router as admin_router
 from gateway.api.errors import install_error_handlers
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
+from gateway.api.registry import router as registry_router
 from gateway.pipeline import IngestPipeline, MqttFrameDecoder, decoders_for, mapper_for, mqtt_topic_filters
 from gateway.runtime import Runtime
 from gateway.storage import open_store
@@ -111,6 +112,7 @@ def create_app(
     app = FastAPI(title="PulseBridge", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(fhir_router)
+    app.include_router(registry_router)
     app.include_router(health_router)
     app.include_router(admin_router)
     return app

@@ -1,4 +1,7 @@
-"""Running the gateway app in the test process, and counting what it stored."""
+"""Running the gateway app in the test process, and counting what it stored.
+
+Every FHIR answer the in-process client receives is validated (:mod:`tests.fhir_checks`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import httpx
 
 from edge_config import GatewaySettings
 from gateway.app import create_app
+from tests.fhir_checks import check_fhir_response_async
 
 
 async def stored_counts(url: str) -> tuple[int, int]:
@@ -31,7 +35,9 @@ async def running_gateway(settings: GatewaySettings, **app_options: Any) -> Asyn
     app = create_app(settings, **app_options)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gw", event_hooks={"response": [check_fhir_response_async]}
+        ) as http,
     ):
         async with asyncio.timeout(10):
             while (await http.get("/healthz")).json()["broker"]["status"] != "up":

@@ -34,7 +34,7 @@ def test_demo_serves_simulated_observations(tmp_path: Path) -> None:
         kinds: set[str] = set()
         while time.monotonic() - started < 60 and len(kinds) < 7:
             bundle = httpx.get(f"{url}&_count=200", timeout=5).json()
-            entries = [entry["resource"] for entry in bundle["entry"]]
+            entries = [entry["resource"] for entry in bundle.get("entry", [])]
             kinds = {resource["code"]["coding"][-1]["display"] for resource in entries}
             time.sleep(0.2)
         assert len(kinds) >= 7, kinds  # watch (3), cuff (2), thermometer, scale

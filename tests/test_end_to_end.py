@@ -15,6 +15,7 @@ import pytest
 
 from fhir_mapper.validation import validate_resource
 from tests.conftest import truncate
+from tests.fhir_checks import checking_client
 from tests.services import GatewayProcess, cli, mosquitto
 
 PATIENT = "e2e-patient"
@@ -23,7 +24,7 @@ PATIENT = "e2e-patient"
 class Stack:
     def __init__(self, gateway: GatewayProcess, broker_port: int, env: dict[str, str]) -> None:
         self.gateway, self.broker_port, self.env = gateway, broker_port, env
-        self.http = httpx.Client(base_url=gateway.base_url, timeout=10)
+        self.http = checking_client(gateway.base_url, timeout=10)
 
     def publish(self, device_id: str, payload: str | bytes, *, payload_format: str = "readings") -> None:
         """Publish with the real ``mosquitto_pub`` client, QoS 1."""
@@ -134,7 +135,7 @@ def test_blood_pressure_panel_and_search_parameters(stack: Stack) -> None:
     assert [o["code"]["coding"][1]["code"] for o in by_mdc] == ["149514"]
     window = stack.fhir("Observation", patient=PATIENT, date=["ge2026-11-20T12:00:00Z", "le2026-11-20T12:30:00Z"]).json()
     assert {e["resource"]["id"] for e in window["entry"]} == {panel["id"], by_mdc[0]["id"]}
-    assert stack.fhir("Observation", patient=PATIENT, date="lt2026-11-20").json()["entry"] == []
+    assert stack.fhir("Observation", patient=PATIENT, date="lt2026-11-20").json().get("entry", []) == []
 
 
 def test_every_returned_bundle_and_observation_validates(stack: Stack) -> None:
@@ -148,7 +149,7 @@ def test_every_returned_bundle_and_observation_validates(stack: Stack) -> None:
         following = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
         if not following:
             break
-        bundle = httpx.get(following[0], timeout=10).json()
+        bundle = stack.http.get(following[0]).json()
     assert seen >= 4
 
 

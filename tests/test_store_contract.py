@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,9 +13,19 @@ import pytest
 from device_adapters.errors import NotFoundError, RegistryError
 from device_adapters.readings import Quantity, Reading
 from fhir_mapper.observation import Attribution, MappedObservation, map_reading
-from gateway.storage import ObservationQuery, ObservationStore, QuarantineEntry, TimeCondition
+from gateway.storage import (
+    DeviceQuery,
+    LastNQuery,
+    ObservationQuery,
+    ObservationStore,
+    PatientQuery,
+    QuarantineEntry,
+    TimeCondition,
+    TimeSpan,
+)
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+RECEIVED = T0 + timedelta(days=30, microseconds=123)
 
 
 def _observation(device: uuid.UUID, patient: str, kind: str, at: datetime, value: int) -> MappedObservation:
@@ -77,12 +88,17 @@ async def test_write_batch_stores_once_and_counts_duplicates(store: ObservationS
     assert len({row.reading_key for row in rows}) == 6
 
 
-async def test_stored_resource_is_returned_byte_for_byte_equivalent(store: ObservationStore) -> None:
-    observation = _observation(uuid.uuid4(), "p", "heart_rate", T0, 61)
+async def test_stored_resource_is_returned_with_its_arrival_as_last_updated(store: ObservationStore) -> None:
+    observation = _observation(uuid.uuid4(), "p", "heart_rate", T0, 61)._replace(received_at=RECEIVED)
     await store.write_batch([observation], [])
-    stored = await store.get_observation(observation.reading_key)
-    assert stored is not None
-    assert orjson.loads(stored) == orjson.loads(observation.resource)
+    for served in (
+        await store.get_observation(observation.reading_key),
+        (await store.search_observations(ObservationQuery()))[0].resource,
+    ):
+        assert served is not None
+        resource = orjson.loads(served)
+        assert resource["meta"].pop("lastUpdated") == "2026-12-22T08:00:00.000123Z"
+        assert resource == orjson.loads(observation.resource)
     assert await store.get_observation(uuid.uuid4()) is None
 
 
@@ -131,3 +147,87 @@ async def test_device_information_is_recorded(store: ObservationStore) -> None:
     await store.update_device_information("dis-1", {"manufacturer": "Omron", "model": "HEM-7155T", "ignored": "x"})
     await store.update_device_information("dis-1", {"firmware": "1.2"})
     assert await store.device_information("dis-1") == {"manufacturer": "Omron", "model": "HEM-7155T", "firmware": "1.2"}
+
+
+async def test_search_by_device_identifier_arrival_and_excluded_spans(store: ObservationStore) -> None:
+    cuff, watch = uuid.uuid4(), uuid.uuid4()
+    batch = [
+        _observation(cuff if i % 2 else watch, "a", "heart_rate", T0 + timedelta(hours=i), 60 + i)._replace(
+            received_at=T0 + timedelta(days=i)
+        )
+        for i in range(6)
+    ]
+    await store.write_batch(batch, [])
+
+    async def hours(query: ObservationQuery) -> list[int]:
+        rows = await store.search_observations(dataclasses.replace(query, newest_first=False))
+        assert await store.count_observations(query) == len(rows)
+        return [(row.time - T0) // timedelta(hours=1) for row in rows]
+
+    assert await hours(ObservationQuery(device_ids=frozenset({cuff}))) == [1, 3, 5]
+    assert await hours(ObservationQuery(device_ids=frozenset())) == []
+    assert await hours(ObservationQuery(reading_keys=frozenset({batch[2].reading_key, batch[4].reading_key, uuid.uuid4()}))) == [
+        2,
+        4,
+    ]
+    assert await hours(ObservationQuery(received=(TimeCondition(">=", T0 + timedelta(days=4)),))) == [4, 5]
+    span = TimeSpan(T0 + timedelta(hours=1), T0 + timedelta(hours=3))
+    assert await hours(ObservationQuery(time_excluded=(span,))) == [0, 3, 4, 5]
+    assert await hours(ObservationQuery(received_excluded=(TimeSpan(T0, T0 + timedelta(days=5)),))) == [5]
+
+
+async def test_last_observations_per_kind_by_effective_time(store: ObservationStore) -> None:
+    device = uuid.uuid4()
+    # Arrival order is the reverse of effective order: the latest by time arrives first.
+    batches = [
+        [_observation(device, "a", kind, T0 + timedelta(hours=h), 60 + h) for kind in ("heart_rate", "pulse_rate")]
+        for h in (5, 1, 3)
+    ]
+    batches.append([_observation(device, "b", "heart_rate", T0 + timedelta(hours=9), 99)])
+    for batch in batches:
+        await store.write_batch(batch, [])
+    query = LastNQuery("a", frozenset({"heart_rate", "pulse_rate", "body_weight"}), max_per_kind=2)
+    rows = await store.last_observations(query)
+    assert sorted(((row.time - T0) // timedelta(hours=1)) for row in rows) == [3, 3, 5, 5]
+    latest = await store.last_observations(LastNQuery("a", frozenset({"heart_rate"})))
+    assert [row.time for row in latest] == [T0 + timedelta(hours=5)]
+    before = await store.last_observations(
+        LastNQuery("a", frozenset({"pulse_rate"}), time=(TimeCondition("<", T0 + timedelta(hours=4)),))
+    )
+    assert [row.time for row in before] == [T0 + timedelta(hours=3)]
+    assert await store.last_observations(LastNQuery("nobody", frozenset({"heart_rate"}))) == []
+
+
+async def test_patient_and_device_search(store: ObservationStore) -> None:
+    await store.add_patient("pat-a", "Ada Lovelace", "MRN-1")
+    await store.add_patient("pat-b", "Charles Babbage", "MRN-2")
+    await store.add_patient("pat-c", None, None)
+    cuff = await store.add_device("cuff-1", "cuff", "Blood pressure monitor")
+    await store.add_device("scale-1", "scale", None)
+    await store.update_device_information("cuff-1", {"manufacturer": "Omron", "serial_number": "S1"})
+    await store.assign_device("cuff-1", "pat-a", None)
+    await store.assign_device("scale-1", "pat-a", None)
+    await store.assign_device("scale-1", "pat-b", T0)
+
+    async def patients(query: PatientQuery) -> list[str]:
+        return [p.id for p in await store.search_patients(query)]
+
+    assert await patients(PatientQuery()) == ["pat-a", "pat-b", "pat-c"]
+    assert await patients(PatientQuery(ids=frozenset({"pat-b", "nobody"}))) == ["pat-b"]
+    assert await patients(PatientQuery(mrns=frozenset({"MRN-1"}))) == ["pat-a"]
+    assert await patients(PatientQuery(name="LOVE")) == ["pat-a"]
+    assert await patients(PatientQuery(name="ada")) == ["pat-a"]
+    assert await patients(PatientQuery(name="ov")) == []
+    assert await patients(PatientQuery(name="%")) == []
+    assert await patients(PatientQuery(count=1, after="pat-a")) == ["pat-b"]
+
+    everything = await store.search_devices(DeviceQuery())
+    assert [(d.device.device_id, d.patient_id) for d in everything] == [("cuff-1", "pat-a"), ("scale-1", "pat-b")]
+    assert everything[0].device == cuff
+    assert everything[0].information == {"manufacturer": "Omron", "serial_number": "S1"}
+    assert [d.device.device_id for d in await store.search_devices(DeviceQuery(resource_ids=frozenset({cuff.resource_id})))] == [
+        "cuff-1"
+    ]
+    assert [d.device.device_id for d in await store.search_devices(DeviceQuery(device_ids=frozenset({"scale-1"})))] == ["scale-1"]
+    assert [d.device.device_id for d in await store.search_devices(DeviceQuery(patient_id="pat-a"))] == ["cuff-1"]
+    assert [d.device.device_id for d in await store.search_devices(DeviceQuery(after="cuff-1"))] == ["scale-1"]

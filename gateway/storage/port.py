@@ -133,6 +133,18 @@ class TimeCondition:
 
 
 @dataclass(frozen=True, slots=True)
+class TimeSpan:
+    """``[start, end)``: a search value's whole precision (``2026-11`` is the month)."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        require_aware("start", self.start)
+        require_aware("end", self.end)
+
+
+@dataclass(frozen=True, slots=True)
 class ObservationQuery:
     patient_id: str | None = None
     kinds: frozenset[str] | None = None
@@ -142,6 +154,16 @@ class ObservationQuery:
     newest_first: bool = True
     after: tuple[datetime, uuid.UUID] | None = None
     """Keyset cursor: continue after this (time, reading key) in the chosen order."""
+    # -- FHIR search (issue 6): the filters below are all ANDed with the ones above.
+    time_excluded: tuple[TimeSpan, ...] = ()
+    """Effective time outside each span (the ``ne`` date prefix)."""
+    received: tuple[TimeCondition, ...] = ()
+    """Conditions on ``received_at``, the Observation's ``meta.lastUpdated`` (``_lastUpdated``)."""
+    received_excluded: tuple[TimeSpan, ...] = ()
+    device_ids: frozenset[uuid.UUID] | None = None
+    """Device resource ids; None: any device, an empty set matches nothing."""
+    reading_keys: frozenset[uuid.UUID] | None = None
+    """Reading keys (``Observation.identifier``); None: any, an empty set matches nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +171,52 @@ class StoredObservation:
     reading_key: uuid.UUID
     time: datetime
     resource: str
+    """The stored Observation JSON with ``meta.lastUpdated`` set to its ``received_at`` (UTC)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LastNQuery:
+    """``$lastn``: the ``max_per_kind`` latest Observations by effective time, per kind, of one patient."""
+
+    patient_id: str
+    kinds: frozenset[str]
+    """The kinds to look at, named by the caller: one index probe each on (patient_id, kind, time DESC)."""
+    max_per_kind: int = 1
+    time: tuple[TimeCondition, ...] = ()
+    time_excluded: tuple[TimeSpan, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PatientQuery:
+    """Patient search: every given filter must match; ordered by id."""
+
+    ids: frozenset[str] | None = None
+    mrns: frozenset[str] | None = None
+    name: str | None = None
+    """Case-insensitive prefix of the name or of any word in it (FHIR string search)."""
+    count: int = 50
+    after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceQuery:
+    """Device search: every given filter must match; ordered by device id."""
+
+    resource_ids: frozenset[uuid.UUID] | None = None
+    device_ids: frozenset[str] | None = None
+    patient_id: str | None = None
+    """Devices assigned to this patient now (their open assignment)."""
+    count: int = 50
+    after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEntry:
+    """A registered device with what it told about itself and the patient it is assigned to now."""
+
+    device: DeviceRecord
+    information: Mapping[str, str]
+    patient_id: str | None
 
 
 class ObservationStore(Protocol):
@@ -185,6 +253,16 @@ class ObservationStore(Protocol):
     ) -> WriteResult: ...
 
     async def search_observations(self, query: ObservationQuery) -> list[StoredObservation]: ...
+
+    async def count_observations(self, query: ObservationQuery) -> int:
+        """How many Observations match ``query`` (its ``count`` and ``after`` are ignored)."""
+        ...
+
+    async def last_observations(self, query: LastNQuery) -> list[StoredObservation]: ...
+
+    async def search_patients(self, query: PatientQuery) -> list[PatientRecord]: ...
+
+    async def search_devices(self, query: DeviceQuery) -> list[DeviceEntry]: ...
 
     async def get_observation(self, reading_key: uuid.UUID) -> str | None: ...
 
@@ -251,6 +329,17 @@ def group_registrations(rows: Sequence[Mapping[str, Any]]) -> dict[str, DeviceRe
         if row["patient_id"] is not None:
             bucket.append(AssignmentRecord(device_id, row["patient_id"], row["valid_from"], row["valid_to"]))
     return {device_id: DeviceRegistration(device, tuple(assignments[device_id])) for device_id, device in devices.items()}
+
+
+def device_entry(row: Mapping[str, Any]) -> DeviceEntry:
+    """A ``devices d LEFT JOIN`` open-assignment row (either dialect) as a DeviceEntry."""
+    resource_id = row["resource_id"]
+    if not isinstance(resource_id, uuid.UUID):
+        resource_id = uuid.UUID(resource_id)
+    information = {name: row[name] for name in DEVICE_INFORMATION_FIELDS if row[name] is not None}
+    return DeviceEntry(
+        DeviceRecord(resource_id, row["device_id"], row["kind"], row["display_name"]), information, row["patient_id"]
+    )
 
 
 async def open_store(settings: DatabaseSettings) -> ObservationStore:

@@ -15,19 +15,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from device_adapters.errors import NotFoundError, RegistryError, StorageError, StorageUnavailableError
+from gateway.storage.filters import (
+    DEVICE_COLUMNS,
+    Dialect,
+    device_where,
+    last_n_where,
+    observation_order,
+    observation_where,
+    patient_where,
+)
 from gateway.storage.migrations import migrations
 from gateway.storage.port import (
     DEVICE_INFORMATION_FIELDS,
     AssignmentRecord,
+    DeviceEntry,
+    DeviceQuery,
     DeviceRecord,
     DeviceRegistration,
+    LastNQuery,
     ObservationQuery,
     OpenAssignment,
+    PatientQuery,
     PatientRecord,
     QuarantineEntry,
     QuarantineRow,
     StoredObservation,
     WriteResult,
+    device_entry,
     group_registrations,
     plan_assignment,
 )
@@ -42,6 +56,12 @@ _QUARANTINE_COLUMNS = (
     "id, first_seen, last_seen, seen_count, source, channel, device_id, stage, reason, detail, item_index, payload"
 )
 _MICROSECOND = timedelta(microseconds=1)
+# The stored JSON as served: meta.lastUpdated is received_at (UTC microseconds) as an instant,
+# added on the way out so the stored text stays what the mapper wrote (json_set keeps numbers as written).
+_SERVED_RESOURCE = (
+    "json_set(resource, '$.meta.lastUpdated', strftime('%Y-%m-%dT%H:%M:%S', received_at / 1000000, 'unixepoch') "
+    "|| printf('.%06dZ', received_at % 1000000))"
+)
 
 
 def _micros(instant: datetime) -> int:
@@ -54,6 +74,9 @@ def _instant(micros: int | None) -> datetime | None:
 
 def _required_instant(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
+
+
+_DIALECT = Dialect(placeholder=lambda _: "?", instant=_micros, key=str, arrays=False)
 
 
 def path_from_url(url: str) -> Path:
@@ -297,33 +320,61 @@ class SqliteStore:
         inserted = await self._transaction("store a batch", work)
         return WriteResult(inserted=inserted, duplicates=len(observations) - inserted, quarantined=len(quarantine))
 
+    # -- FHIR search (issue 6) -----------------------------------------------------------------
+
     async def search_observations(self, query: ObservationQuery) -> list[StoredObservation]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        if query.patient_id is not None:
-            clauses.append("patient_id = ?")
-            args.append(query.patient_id)
-        if query.kinds is not None:
-            clauses.append(f"kind IN ({', '.join('?' for _ in query.kinds)})" if query.kinds else "0")
-            args.extend(sorted(query.kinds))
-        for condition in query.time:
-            clauses.append(f"time {condition.op} ?")
-            args.append(_micros(condition.instant))
-        if query.after is not None:
-            clauses.append(f"(time, reading_key) {'<' if query.newest_first else '>'} (?, ?)")
-            args.extend([_micros(query.after[0]), str(query.after[1])])
-        order = "DESC" if query.newest_first else "ASC"
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT reading_key, time, resource FROM observations {where} ORDER BY time {order}, reading_key {order} LIMIT ?"  # noqa: S608 - placeholders only
-        args.append(query.count)
-        rows = await self._run("search observations", lambda connection: connection.execute(sql, args).fetchall())
-        return [StoredObservation(uuid.UUID(row["reading_key"]), _required_instant(row["time"]), row["resource"]) for row in rows]
+        where = observation_where(query, _DIALECT, paged=True)
+        sql = (
+            f"SELECT reading_key, time, {_SERVED_RESOURCE} AS resource FROM observations {where.sql()} "  # noqa: S608 - placeholders only
+            f"{observation_order(query)} LIMIT {where.bind(query.count)}"
+        )
+        rows = await self._run("search observations", lambda connection: connection.execute(sql, where.args).fetchall())
+        return [_stored(row) for row in rows]
+
+    async def count_observations(self, query: ObservationQuery) -> int:
+        where = observation_where(query, _DIALECT, paged=False)
+        sql = f"SELECT count(*) FROM observations {where.sql()}"  # noqa: S608 - placeholders only
+        row = await self._run("count observations", lambda connection: connection.execute(sql, where.args).fetchone())
+        return int(row[0])
+
+    async def last_observations(self, query: LastNQuery) -> list[StoredObservation]:
+        where = last_n_where(query, _DIALECT, "?")
+        # The kind placeholder comes right after the patient's: one indexed query per kind.
+        sql = (
+            f"SELECT reading_key, time, {_SERVED_RESOURCE} AS resource FROM observations {where.sql()} "  # noqa: S608 - placeholders only
+            "ORDER BY time DESC, reading_key DESC LIMIT ?"
+        )
+
+        def work(connection: sqlite3.Connection) -> list[sqlite3.Row]:
+            rows: list[sqlite3.Row] = []
+            for kind in sorted(query.kinds):
+                args = [where.args[0], kind, *where.args[1:], query.max_per_kind]
+                rows.extend(connection.execute(sql, args).fetchall())
+            return rows
+
+        return [_stored(row) for row in await self._run("find the latest observations", work)]
+
+    async def search_patients(self, query: PatientQuery) -> list[PatientRecord]:
+        where = patient_where(query, _DIALECT)
+        sql = f"SELECT id, name, mrn FROM patients {where.sql()} ORDER BY id LIMIT {where.bind(query.count)}"  # noqa: S608 - placeholders only
+        rows = await self._run("search patients", lambda connection: connection.execute(sql, where.args).fetchall())
+        return [PatientRecord(row["id"], row["name"], row["mrn"]) for row in rows]
+
+    async def search_devices(self, query: DeviceQuery) -> list[DeviceEntry]:
+        where = device_where(query, _DIALECT)
+        sql = (
+            f"SELECT {DEVICE_COLUMNS}, a.patient_id FROM devices d "  # noqa: S608 - placeholders only
+            "LEFT JOIN device_assignments a ON a.device_resource_id = d.resource_id AND a.valid_to IS NULL "
+            f"{where.sql()} ORDER BY d.device_id LIMIT {where.bind(query.count)}"
+        )
+        rows = await self._run("search devices", lambda connection: connection.execute(sql, where.args).fetchall())
+        return [device_entry(dict(row)) for row in rows]
 
     async def get_observation(self, reading_key: uuid.UUID) -> str | None:
         row = await self._run(
             "read an observation",
             lambda connection: connection.execute(
-                "SELECT resource FROM observations WHERE reading_key = ? LIMIT 1", (str(reading_key),),
+                f"SELECT {_SERVED_RESOURCE} AS resource FROM observations WHERE reading_key = ? LIMIT 1", (str(reading_key),),  # noqa: S608 - constant expression
             ).fetchone(),
         )  # fmt: skip
         return None if row is None else str(row["resource"])
@@ -353,6 +404,10 @@ class SqliteStore:
         await self._transaction(
             "delete a quarantine row", lambda connection: connection.execute("DELETE FROM quarantine WHERE id = ?", (row_id,))
         )
+
+
+def _stored(row: sqlite3.Row) -> StoredObservation:
+    return StoredObservation(uuid.UUID(row["reading_key"]), _required_instant(row["time"]), row["resource"])
 
 
 def _quarantine_row(row: sqlite3.Row) -> QuarantineRow:

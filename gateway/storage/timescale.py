@@ -12,24 +12,38 @@ import uuid
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 import asyncpg
 
 from device_adapters.errors import NotFoundError, RegistryError, StorageError, StorageUnavailableError
+from gateway.storage.filters import (
+    DEVICE_COLUMNS,
+    Dialect,
+    device_where,
+    last_n_where,
+    observation_order,
+    observation_where,
+    patient_where,
+)
 from gateway.storage.migrations import migrations
 from gateway.storage.port import (
     DEVICE_INFORMATION_FIELDS,
     AssignmentRecord,
+    DeviceEntry,
+    DeviceQuery,
     DeviceRecord,
     DeviceRegistration,
+    LastNQuery,
     ObservationQuery,
     OpenAssignment,
+    PatientQuery,
     PatientRecord,
     QuarantineEntry,
     QuarantineRow,
     StoredObservation,
     WriteResult,
+    device_entry,
     group_registrations,
     plan_assignment,
 )
@@ -61,6 +75,13 @@ ON CONFLICT (fingerprint) DO UPDATE
 _QUARANTINE_COLUMNS = (
     "id, first_seen, last_seen, seen_count, source, channel, device_id, stage, reason, detail, item_index, payload"
 )
+# The stored JSON as served: meta.lastUpdated is the arrival instant (received_at), added on
+# the way out so the stored bytes stay exactly what the mapper wrote.
+_SERVED_RESOURCE = (
+    "(resource || jsonb_build_object('meta', coalesce(resource -> 'meta', '{}'::jsonb) || jsonb_build_object("
+    "'lastUpdated', to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))))::text"
+)
+_DIALECT = Dialect(placeholder=lambda position: f"${position}", instant=lambda instant: instant, key=lambda key: key, arrays=True)
 _UNAVAILABLE = (
     OSError,
     TimeoutError,
@@ -256,36 +277,61 @@ class TimescaleStore:
                 )  # fmt: skip
         return WriteResult(inserted=inserted, duplicates=len(observations) - inserted, quarantined=len(quarantine))
 
+    # -- FHIR search (issue 6) -----------------------------------------------------------------
+
     async def search_observations(self, query: ObservationQuery) -> list[StoredObservation]:
-        clauses: list[str] = []
-        args: list[Any] = []
-
-        def arg(value: object) -> str:
-            args.append(value)
-            return f"${len(args)}"
-
-        if query.patient_id is not None:
-            clauses.append(f"patient_id = {arg(query.patient_id)}")
-        if query.kinds is not None:
-            clauses.append(f"kind = ANY({arg(sorted(query.kinds))}::text[])")
-        clauses.extend(f"time {condition.op} {arg(condition.instant)}" for condition in query.time)
-        if query.after is not None:
-            op = "<" if query.newest_first else ">"
-            clauses.append(f"(time, reading_key) {op} ({arg(query.after[0])}, {arg(query.after[1])})")
-        order = "DESC" if query.newest_first else "ASC"
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where = observation_where(query, _DIALECT, paged=True)
         sql = (
-            f"SELECT reading_key, time, resource::text AS resource FROM observations {where} "  # noqa: S608 - built from constants, values are bound
-            f"ORDER BY time {order}, reading_key {order} LIMIT {arg(query.count)}"
+            f"SELECT reading_key, time, {_SERVED_RESOURCE} AS resource FROM observations {where.sql()} "  # noqa: S608 - built from constants, values are bound
+            f"{observation_order(query)} LIMIT {where.bind(query.count)}"
         )
         async with _translated("search observations"):
-            rows = await self._pool.fetch(sql, *args)
+            rows = await self._pool.fetch(sql, *where.args)
         return [StoredObservation(row["reading_key"], row["time"], row["resource"]) for row in rows]
+
+    async def count_observations(self, query: ObservationQuery) -> int:
+        where = observation_where(query, _DIALECT, paged=False)
+        async with _translated("count observations"):
+            total: int = await self._pool.fetchval(f"SELECT count(*) FROM observations {where.sql()}", *where.args)  # noqa: S608 - built from constants, values are bound
+        return total
+
+    async def last_observations(self, query: LastNQuery) -> list[StoredObservation]:
+        # One LATERAL probe of (patient_id, kind, time DESC) per kind: each reads at most
+        # max_per_kind index entries from the newest chunk backwards, however long the history.
+        where = last_n_where(query, _DIALECT, "k.kind")
+        kinds = where.bind(sorted(query.kinds))
+        limit = where.bind(query.max_per_kind)
+        sql = (
+            f"SELECT o.reading_key, o.time, o.resource FROM unnest({kinds}::text[]) AS k(kind) "  # noqa: S608 - built from constants, values are bound
+            f"CROSS JOIN LATERAL (SELECT reading_key, time, {_SERVED_RESOURCE} AS resource FROM observations {where.sql()} "
+            f"ORDER BY time DESC, reading_key DESC LIMIT {limit}) AS o ORDER BY k.kind, o.time DESC, o.reading_key DESC"
+        )
+        async with _translated("find the latest observations"):
+            rows = await self._pool.fetch(sql, *where.args)
+        return [StoredObservation(row["reading_key"], row["time"], row["resource"]) for row in rows]
+
+    async def search_patients(self, query: PatientQuery) -> list[PatientRecord]:
+        where = patient_where(query, _DIALECT)
+        sql = f"SELECT id, name, mrn FROM patients {where.sql()} ORDER BY id LIMIT {where.bind(query.count)}"  # noqa: S608 - built from constants, values are bound
+        async with _translated("search patients"):
+            rows = await self._pool.fetch(sql, *where.args)
+        return [PatientRecord(row["id"], row["name"], row["mrn"]) for row in rows]
+
+    async def search_devices(self, query: DeviceQuery) -> list[DeviceEntry]:
+        where = device_where(query, _DIALECT)
+        sql = (
+            f"SELECT {DEVICE_COLUMNS}, a.patient_id FROM devices d "  # noqa: S608 - built from constants, values are bound
+            "LEFT JOIN device_assignments a ON a.device_resource_id = d.resource_id AND a.valid_to IS NULL "
+            f"{where.sql()} ORDER BY d.device_id LIMIT {where.bind(query.count)}"
+        )
+        async with _translated("search devices"):
+            rows = await self._pool.fetch(sql, *where.args)
+        return [device_entry(dict(row)) for row in rows]
 
     async def get_observation(self, reading_key: uuid.UUID) -> str | None:
         async with _translated("read an observation"):
             resource: str | None = await self._pool.fetchval(
-                "SELECT resource::text FROM observations WHERE reading_key = $1 LIMIT 1", reading_key,
+                f"SELECT {_SERVED_RESOURCE} FROM observations WHERE reading_key = $1 LIMIT 1", reading_key,  # noqa: S608 - constant expression
             )  # fmt: skip
         return resource
 

@@ -1,0 +1,18 @@
+"""FHIR Patient resources from the registry (id, name, MRN)."""
+
+from __future__ import annotations
+
+MRN_SYSTEM = "https://pulsebridge.dev/fhir/mrn"
+"""The registry keeps an MRN without its issuer, so the identifier is in PulseBridge's own system."""
+MRN_TYPE = {
+    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR", "display": "Medical record number"}],
+}
+
+
+def patient_resource(patient_id: str, name: str | None, mrn: str | None) -> dict[str, object]:
+    resource: dict[str, object] = {"resourceType": "Patient", "id": patient_id}
+    if mrn is not None:
+        resource["identifier"] = [{"use": "usual", "type": MRN_TYPE, "system": MRN_SYSTEM, "value": mrn}]
+    if name is not None:
+        resource["name"] = [{"text": name}]
+    return resource
