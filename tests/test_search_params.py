@@ -14,6 +14,7 @@ from fhir_mapper.resources import ResourceCapability
 from gateway.api.search import (
     InstantFilter,
     SearchError,
+    UnsupportedModifierError,
     UnsupportedSearchError,
     decode_observation_cursor,
     encode_observation_cursor,
@@ -150,13 +151,19 @@ def test_count_zero_and_summary_count_ask_for_the_total_only() -> None:
     assert parse_observation_search([("_summary", "count")], API, strict=False).summary_count
 
 
-@pytest.mark.parametrize("params", [[("color", "blue")], [("_sort", "value")], [("code:text", "heart")], [("_summary", "text")]])
+@pytest.mark.parametrize("params", [[("color", "blue")], [("_sort", "value")], [("_summary", "text")]])
 def test_unsupported_is_a_warning_or_refused_under_strict_handling(params: list[tuple[str, str]]) -> None:
     search = parse_observation_search(params, API, strict=False)
     assert [issue.code for issue in search.applied.warnings] == ["not-supported"]
     assert search.applied.params == ()
     with pytest.raises(UnsupportedSearchError):
         parse_observation_search(params, API, strict=True)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_an_unsupported_modifier_is_refused_however_lenient_the_search(strict: bool) -> None:  # noqa: FBT001 - pytest parameter
+    with pytest.raises(UnsupportedModifierError, match=":not modifier is not supported"):
+        parse_observation_search([("code:not", "8867-4")], API, strict=strict)
 
 
 def test_type_modifier_on_references_is_supported() -> None:

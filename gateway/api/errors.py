@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from device_adapters.errors import StorageError
 from device_adapters.jsonwire import dumps
 from fhir_mapper.resources import FHIR_JSON, Issue, operation_outcome
-from gateway.api.search import SearchError, UnsupportedSearchError
+from gateway.api.search import SearchError, UnsupportedModifierError, UnsupportedSearchError
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +26,10 @@ def outcome_response(status: int, diagnostics: str, *, code: str | None = None) 
 
 def install_error_handlers(app: FastAPI) -> None:
     async def search_error(_: Request, exc: Exception) -> Response:
-        # Under strict handling, what lenient handling would have ignored is "not-supported", not "invalid".
-        return outcome_response(400, str(exc), code="not-supported" if isinstance(exc, UnsupportedSearchError) else None)
+        # What the server does not support (ignored under lenient handling, except modifiers) is
+        # "not-supported"; a malformed value is "invalid".
+        unsupported = isinstance(exc, (UnsupportedSearchError, UnsupportedModifierError))
+        return outcome_response(400, str(exc), code="not-supported" if unsupported else None)
 
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only

@@ -1,6 +1,6 @@
 """FHIR search parameters -> store queries (pure, no I/O): Observation, ``$lastn``, Patient, Device."""
 
-from gateway.api.search.common import SearchError, UnsupportedSearchError
+from gateway.api.search.common import SearchError, UnsupportedModifierError, UnsupportedSearchError
 from gateway.api.search.dates import InstantFilter, instant_filter
 from gateway.api.search.observation import (
     LastNSearch,
@@ -19,6 +19,7 @@ __all__ = [
     "ObservationSearch",
     "PatientSearch",
     "SearchError",
+    "UnsupportedModifierError",
     "UnsupportedSearchError",
     "decode_observation_cursor",
     "encode_observation_cursor",

@@ -28,7 +28,15 @@ class SearchError(PulseBridgeError):
 
 
 class UnsupportedSearchError(SearchError):
-    """A parameter, modifier or value the server does not support: ignored with a warning, or 400 under strict handling."""
+    """A parameter or value the server does not support: ignored with a warning, or 400 under strict handling."""
+
+
+class UnsupportedModifierError(SearchError):
+    """A modifier the server does not support: always 400, as FHIR asks.
+
+    Ignoring a modifier changes the question (``code:not=…`` would return what it excludes),
+    so the search is refused whatever the handling preference.
+    """
 
 
 @dataclass(slots=True)
@@ -93,7 +101,7 @@ def _apply(row: Parameter[S] | None, name: str, modifier: str, state: S, value: 
     if row is None:
         raise UnsupportedSearchError(f"unknown or unsupported search parameter {name!r}")
     if modifier and modifier not in row.modifiers:
-        raise UnsupportedSearchError(f"{name}: the :{modifier} modifier is not supported")
+        raise UnsupportedModifierError(f"{name}: the :{modifier} modifier is not supported")
     row.apply(state, value)
 
 
