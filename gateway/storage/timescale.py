@@ -17,18 +17,25 @@ from typing import TYPE_CHECKING, Any, Self
 import asyncpg
 
 from device_adapters.errors import NotFoundError, RegistryError, StorageError, StorageUnavailableError
+from gateway.storage import timescale_vitals
 from gateway.storage.migrations import migrations
 from gateway.storage.port import (
     DEVICE_INFORMATION_FIELDS,
     AssignmentRecord,
     DeviceRecord,
     DeviceRegistration,
+    ExportQuery,
+    ExportRow,
+    MaintenancePass,
+    MaintenanceReport,
     ObservationQuery,
     OpenAssignment,
     PatientRecord,
     QuarantineEntry,
     QuarantineRow,
     StoredObservation,
+    VitalsBucket,
+    VitalsQuery,
     WriteResult,
     group_registrations,
     plan_assignment,
@@ -288,6 +295,24 @@ class TimescaleStore:
                 "SELECT resource::text FROM observations WHERE reading_key = $1 LIMIT 1", reading_key,
             )  # fmt: skip
         return resource
+
+    # -- vitals, export, retention and rollups (SQL in timescale_vitals) -------------------------
+
+    async def vitals_series(self, query: VitalsQuery) -> list[VitalsBucket]:
+        async with _translated("read a vitals series"):
+            return await timescale_vitals.vitals_series(self._pool, query)
+
+    async def export_page(self, query: ExportQuery) -> list[ExportRow]:
+        async with _translated("read an export page"):
+            return await timescale_vitals.export_page(self._pool, query)
+
+    async def run_maintenance(self, work: MaintenancePass) -> MaintenanceReport:
+        async with _translated("run maintenance"):
+            return await timescale_vitals.run_maintenance(self._pool, work)
+
+    async def hourly_rollups(self, patient_id: str, kind: str, start: datetime, end: datetime) -> list[VitalsBucket]:
+        async with _translated("read hourly rollups"):
+            return await timescale_vitals.hourly_rollups(self._pool, patient_id, kind, start, end)
 
     async def list_quarantine(self, limit: int, reason: str | None = None) -> list[QuarantineRow]:
         async with _translated("list quarantine"):
