@@ -27,6 +27,7 @@ from gateway.api.admin import router as admin_router
 from gateway.api.errors import install_error_handlers
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
+from gateway.api.vitals import router as vitals_router
 from gateway.maintenance import check_retention, maintenance_loop
 from gateway.pipeline import IngestPipeline, MqttFrameDecoder, decoders_for, mapper_for, mqtt_topic_filters
 from gateway.runtime import Runtime
@@ -117,6 +118,7 @@ def create_app(
     app.include_router(fhir_router)
     app.include_router(health_router)
     app.include_router(admin_router)
+    app.include_router(vitals_router)
     return app
 
 
