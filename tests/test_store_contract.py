@@ -199,7 +199,7 @@ async def test_maintenance_rolls_up_before_retention_and_redoes_late_buckets(sto
         _observation(device, "a", "heart_rate", old, 60, received=received),
         _observation(device, "a", "heart_rate", old + timedelta(minutes=5), 64, received=received),
         _observation(device, "a", "spo2", old, 95, received=received),
-        _observation(device, "a", "spo2", ancient, 90, received=received),
+        _observation(device, "a", "spo2", ancient, 90, received=now - timedelta(days=3)),  # the first pass walks many slices,
         _observation(device, "a", "heart_rate", recent, 70, received=received),
     ]
     await store.write_batch(batch, [])

@@ -25,6 +25,8 @@ Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 _MAINTENANCE_LOCK = 0x70756C7366  # one maintenance pass at a time across gateway processes
 _WATERMARK = "rollups_received_at"
+ROLLUP_SLICE = timedelta(hours=6)
+"""Received-at span one rollup statement covers: a few seconds of work at 10,000 patients."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _VITALS = """
@@ -46,7 +48,7 @@ WITH cutoffs AS (
     SELECT kind, before FROM unnest($2::text[], $3::timestamptz[]) AS c (kind, before)
 ), touched AS (
     SELECT DISTINCT patient_id, kind, time_bucket('1 hour', time) AS bucket
-    FROM observations WHERE received_at > $1 AND value IS NOT NULL
+    FROM observations WHERE received_at > $1 AND received_at <= $5 AND value IS NOT NULL
 )
 INSERT INTO observation_rollups_hourly AS r
     (patient_id, kind, unit, bucket, count, min, max, sum, last_value, last_time, updated_at)
@@ -65,6 +67,10 @@ ON CONFLICT (patient_id, kind, bucket, unit) DO UPDATE SET
     count = EXCLUDED.count, min = EXCLUDED.min, max = EXCLUDED.max, sum = EXCLUDED.sum,
     last_value = EXCLUDED.last_value, last_time = EXCLUDED.last_time, updated_at = EXCLUDED.updated_at
 """
+
+_SET_WATERMARK = (
+    "INSERT INTO maintenance_state (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
+)
 
 _ROLLUPS = """
 SELECT bucket AS start, unit, count, min::float8 AS min, max::float8 AS max, (sum / count)::float8 AS mean,
@@ -127,21 +133,30 @@ async def run_maintenance(pool: asyncpg.Pool, work: MaintenancePass) -> Maintena
 
 
 async def _refresh_rollups(connection: Connection, plan: RetentionPlan, now: datetime, lookback: timedelta) -> int:
-    async with connection.transaction():
-        watermark: datetime | None = await connection.fetchval(
-            "SELECT value FROM maintenance_state WHERE name = $1 FOR UPDATE", _WATERMARK
-        )
-        since = datetime.min.replace(tzinfo=UTC) if watermark is None else watermark - lookback
-        kinds = sorted(plan.kind_before)
-        status = await connection.execute(
-            _REFRESH_ROLLUPS, since, kinds, [plan.kind_before[kind] for kind in kinds], plan.default_before
-        )
-        await connection.execute(
-            "INSERT INTO maintenance_state (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-            _WATERMARK,
-            now,
-        )
-    return int(status.rsplit(" ", 1)[1])
+    """Walk the received-at range since the watermark in slices, one transaction each.
+
+    Each slice is bounded work (a first pass over years of history is hundreds of short
+    statements, not one that outlives every timeout), and the watermark moves with each slice,
+    so an interrupted pass resumes where it stopped.
+    """
+    watermark: datetime | None = await connection.fetchval("SELECT value FROM maintenance_state WHERE name = $1", _WATERMARK)
+    if watermark is None:
+        oldest: datetime | None = await connection.fetchval("SELECT min(received_at) FROM observations")
+        since = now if oldest is None else oldest - timedelta(microseconds=1)
+    else:
+        since = watermark - lookback
+    kinds = sorted(plan.kind_before)
+    cutoffs = [plan.kind_before[kind] for kind in kinds]
+    refreshed = 0
+    while True:
+        upper = min(since + ROLLUP_SLICE, now)
+        async with connection.transaction():
+            status = await connection.execute(_REFRESH_ROLLUPS, since, kinds, cutoffs, plan.default_before, upper)
+            await connection.execute(_SET_WATERMARK, _WATERMARK, upper)
+        refreshed += int(status.rsplit(" ", 1)[1])
+        if upper >= now:
+            return refreshed
+        since = upper
 
 
 async def _apply_retention(connection: Connection, plan: RetentionPlan, batch_rows: int) -> tuple[int, int]:
