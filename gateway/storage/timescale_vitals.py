@@ -52,17 +52,23 @@ WITH cutoffs AS (
 )
 INSERT INTO observation_rollups_hourly AS r
     (patient_id, kind, unit, bucket, count, min, max, sum, last_value, last_time, updated_at)
-SELECT o.patient_id, o.kind, o.unit, t.bucket, count(*), min(o.value), max(o.value), sum(o.value),
-       last(o.value, o.time), max(o.time), now()
+SELECT t.patient_id, t.kind, a.unit, t.bucket, a.count, a.min, a.max, a.sum, a.last_value, a.last_time, now()
 FROM touched t
-JOIN observations o ON o.patient_id = t.patient_id AND o.kind = t.kind
-                   AND o.time >= t.bucket AND o.time < t.bucket + interval '1 hour' AND o.value IS NOT NULL
+-- LATERAL: one probe of the (patient_id, kind, time) index per bucket, with the chunks outside
+-- the bucket excluded at run time; a plain join here sorts and merges the whole hypertable.
+CROSS JOIN LATERAL (
+    SELECT o.unit, count(*) AS count, min(o.value) AS min, max(o.value) AS max, sum(o.value) AS sum,
+           last(o.value, o.time) AS last_value, max(o.time) AS last_time
+    FROM observations o
+    WHERE o.patient_id = t.patient_id AND o.kind = t.kind AND o.time >= t.bucket AND o.time < t.bucket + interval '1 hour'
+          AND o.value IS NOT NULL
+    GROUP BY o.unit
+) AS a
 WHERE t.bucket >= COALESCE(
         CASE WHEN t.kind IN (SELECT kind FROM cutoffs) THEN (SELECT before FROM cutoffs c WHERE c.kind = t.kind) ELSE $4 END,
         '-infinity')
     OR NOT EXISTS (SELECT 1 FROM observation_rollups_hourly e
                    WHERE e.patient_id = t.patient_id AND e.kind = t.kind AND e.bucket = t.bucket)
-GROUP BY o.patient_id, o.kind, o.unit, t.bucket
 ON CONFLICT (patient_id, kind, bucket, unit) DO UPDATE SET
     count = EXCLUDED.count, min = EXCLUDED.min, max = EXCLUDED.max, sum = EXCLUDED.sum,
     last_value = EXCLUDED.last_value, last_time = EXCLUDED.last_time, updated_at = EXCLUDED.updated_at
