@@ -32,8 +32,11 @@ check: lint types
 test: setup check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Mapping throughput, then read latency on a 10-million-row TimescaleDB with ingest beside it
+# (the first run loads the pulsebridge_bench database: a few minutes; later runs reuse it).
 bench: venv
 	$(BIN)/python bench/mapping.py
+	$(BIN)/python bench/queries.py
 
 demo: venv
 	$(BIN)/pulsebridge demo --port $(PORT)

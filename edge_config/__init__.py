@@ -7,6 +7,7 @@ from edge_config.settings import (
     GatewaySettings,
     HttpSettings,
     IngestSettings,
+    MaintenanceSettings,
     MqttSettings,
     load_settings,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "GatewaySettings",
     "HttpSettings",
     "IngestSettings",
+    "MaintenanceSettings",
     "MqttSettings",
     "load_settings",
 ]

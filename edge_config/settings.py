@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -157,6 +157,33 @@ class BleSettings(_Section):
 class ApiSettings(_Section):
     default_count: int = Field(default=50, ge=1, le=1000)
     max_count: int = Field(default=1000, ge=1, le=10_000)
+    max_vitals_buckets: int = Field(default=2000, ge=10, le=100_000, description="most buckets one vitals series may ask for")
+    export_page_rows: int = Field(default=1000, ge=10, le=50_000, description="rows per keyset page while an export streams")
+
+
+RetentionDays = Annotated[int, Field(ge=1, le=36_500)]
+
+
+class MaintenanceSettings(_Section):
+    """Raw retention and hourly rollups, run by the gateway's own scheduler (no TimescaleDB policy jobs here)."""
+
+    enabled: bool = Field(default=True, description="run the maintenance pass every interval_seconds inside `serve`")
+    interval_seconds: int = Field(default=3600, ge=1, le=7 * 86_400)
+    raw_retention_days: int | None = Field(
+        default=None, ge=1, le=36_500, description="keep raw observations this long; null keeps them (rollups stay either way)"
+    )
+    retention_days_by_kind: dict[str, RetentionDays | None] = Field(
+        default_factory=dict, description="per-kind override of raw_retention_days (heart_rate: 90); null keeps that kind"
+    )
+    rollup_lookback_seconds: int = Field(
+        default=3600,
+        ge=0,
+        le=30 * 86_400,
+        description="rows received this long before the last pass are looked at again: batches that commit late are not missed",
+    )
+    delete_batch_rows: int = Field(
+        default=50_000, ge=100, le=1_000_000, description="rows per DELETE, to keep transactions short"
+    )
 
 
 class PlausibleRangeSettings(_Section):
@@ -179,6 +206,7 @@ class GatewaySettings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
     ble: BleSettings = BleSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
     plausibility: dict[str, PlausibleRangeSettings] = Field(
         default_factory=dict,
         description="override a kind's plausible range: heart_rate, blood_pressure.systolic, blood_glucose (with unit)…",

@@ -28,6 +28,8 @@ from gateway.api.errors import install_error_handlers
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
 from gateway.api.registry import router as registry_router
+from gateway.api.vitals import router as vitals_router
+from gateway.maintenance import check_retention, maintenance_loop
 from gateway.pipeline import IngestPipeline, MqttFrameDecoder, decoders_for, mapper_for, mqtt_topic_filters
 from gateway.runtime import Runtime
 from gateway.storage import open_store
@@ -79,6 +81,9 @@ def create_app(
                     asyncio.create_task(_feed(source, pipeline), name="mqtt-source"),
                 ],
             )
+            if settings.maintenance.enabled:
+                check_retention(settings.maintenance)
+                runtime.tasks.append(asyncio.create_task(maintenance_loop(store, settings.maintenance), name="maintenance"))
             connected = [PairedDevice(device.device_id, device.address) for device in settings.ble.devices if device.connect]
             if connected:
                 ble = BleSessionManager(
@@ -115,6 +120,7 @@ def create_app(
     app.include_router(registry_router)
     app.include_router(health_router)
     app.include_router(admin_router)
+    app.include_router(vitals_router)
     return app
 
 

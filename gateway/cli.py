@@ -131,6 +131,11 @@ def _add_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     replay_quarantine.add_argument("--reason", help="replay every row with this reason code")
     _config_argument(replay_quarantine)
 
+    maintenance = commands.add_parser("maintenance", help="hourly rollups and raw retention").add_subparsers(
+        dest="action", required=True
+    )
+    _config_argument(maintenance.add_parser("run", help="run one pass now: refresh rollups, then apply retention"))
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
@@ -159,6 +164,9 @@ def _dispatch(args: argparse.Namespace) -> None:
         case "check-config":
             settings = load_settings(args.config)
             mapper_for(settings)  # plausibility overrides name catalogue kinds: checked here too
+            from gateway.maintenance import check_retention
+
+            check_retention(settings.maintenance)
             if settings.mqtt.templates_file is not None:
                 from edge_config.mapping_templates import load_templates
 
@@ -168,7 +176,7 @@ def _dispatch(args: argparse.Namespace) -> None:
         case "migrate":
             _with_store(load_settings(args.config), lambda store: store.migrate())
             print("migrations applied")
-        case "patients" | "devices" | "quarantine" | "mqtt":
+        case "patients" | "devices" | "quarantine" | "mqtt" | "maintenance":
             _registry(args)
         case "decode":
             if args.action == "gatt":
@@ -188,6 +196,9 @@ def _dispatch(args: argparse.Namespace) -> None:
 
 def _serve(settings: GatewaySettings) -> None:
     mapper_for(settings)  # fail fast on plausibility overrides naming unknown kinds
+    from gateway.maintenance import check_retention
+
+    check_retention(settings.maintenance)
     if settings.mqtt.templates_file is not None:
         from edge_config.mapping_templates import load_templates
 
@@ -304,6 +315,19 @@ def _replay_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> N
         print(f"row {outcome.row_id}: stored {outcome.stored}, duplicates {outcome.duplicates}{still}")
 
 
+def _run_maintenance(settings: GatewaySettings, _: argparse.Namespace) -> None:
+    from gateway.maintenance import run_once
+
+    report = _with_store(settings, lambda store: run_once(store, settings.maintenance))
+    if not report.ran:
+        print("another gateway process is running maintenance: nothing done")
+        return
+    print(
+        f"rollup buckets refreshed {report.buckets_refreshed}, raw rows deleted {report.rows_deleted}, "
+        f"chunks dropped {report.chunks_dropped}"
+    )
+
+
 _REGISTRY_COMMANDS: dict[tuple[str, str], Callable[[GatewaySettings, argparse.Namespace], None]] = {
     ("patients", "add"): _add_patient,
     ("patients", "list"): _list_patients,
@@ -314,6 +338,7 @@ _REGISTRY_COMMANDS: dict[tuple[str, str], Callable[[GatewaySettings, argparse.Na
     ("quarantine", "show"): _show_quarantine,
     ("quarantine", "replay"): _replay_quarantine,
     ("mqtt", "credentials"): _mqtt_credentials,
+    ("maintenance", "run"): _run_maintenance,
 }
 
 

@@ -13,7 +13,10 @@ from edge_config import DatabaseSettings
 from gateway.storage import ObservationStore, open_store
 from tests.services import ADMIN_DSN, SERVICES_HINT, mosquitto
 
-_TABLES = "observations, quarantine, device_assignments, devices, patients"
+_TABLES = (
+    "observations, quarantine, device_assignments, devices, patients, outbox, audit_events, observation_rollups_hourly, "
+    "maintenance_state"
+)
 
 
 def _database_url(name: str) -> str:

@@ -15,22 +15,32 @@ from device_adapters.readings import Quantity, Reading
 from fhir_mapper.observation import Attribution, MappedObservation, map_reading
 from gateway.storage import (
     DeviceQuery,
+    ExportQuery,
     LastNQuery,
+    MaintenancePass,
     ObservationQuery,
     ObservationStore,
     PatientQuery,
     QuarantineEntry,
+    RetentionPlan,
     TimeCondition,
     TimeSpan,
+    VitalsBucket,
+    VitalsQuery,
 )
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 RECEIVED = T0 + timedelta(days=30, microseconds=123)
 
 
-def _observation(device: uuid.UUID, patient: str, kind: str, at: datetime, value: int) -> MappedObservation:
-    reading = Reading("dev-1", kind, at, quantity=Quantity(Decimal(value), "/min"))
-    return map_reading(reading, Attribution(patient, device, "dev-1"), T0 + timedelta(days=30), source="mqtt")
+_UNITS = {"heart_rate": "/min", "pulse_rate": "/min", "spo2": "%"}
+
+
+def _observation(
+    device: uuid.UUID, patient: str, kind: str, at: datetime, value: float, *, received: datetime = T0 + timedelta(days=30)
+) -> MappedObservation:
+    reading = Reading("dev-1", kind, at, quantity=Quantity(Decimal(str(value)), _UNITS[kind]))
+    return map_reading(reading, Attribution(patient, device, "dev-1"), received, source="mqtt")
 
 
 def _quarantine(payload: bytes, reason: str = "malformed_json") -> QuarantineEntry:
@@ -231,3 +241,95 @@ async def test_patient_and_device_search(store: ObservationStore) -> None:
     assert [d.device.device_id for d in await store.search_devices(DeviceQuery(device_ids=frozenset({"scale-1"})))] == ["scale-1"]
     assert [d.device.device_id for d in await store.search_devices(DeviceQuery(patient_id="pat-a"))] == ["cuff-1"]
     assert [d.device.device_id for d in await store.search_devices(DeviceQuery(after="cuff-1"))] == ["scale-1"]
+
+
+async def test_vitals_series_buckets_numbers_of_one_kind(store: ObservationStore) -> None:
+    device = uuid.uuid4()
+    minutes = [(10, 60), (20, 80), (15, 70), (70, 75)]
+    batch = [_observation(device, "a", "heart_rate", T0 + timedelta(minutes=m), v) for m, v in minutes]
+    batch += [_observation(device, "a", "pulse_rate", T0, 99), _observation(device, "b", "heart_rate", T0, 99)]
+    await store.write_batch(batch, [])
+
+    series = await store.vitals_series(
+        VitalsQuery("a", "heart_rate", T0 - timedelta(hours=1), T0 + timedelta(hours=3), timedelta(hours=1))
+    )
+    assert series == [
+        VitalsBucket(T0, "/min", 3, 60.0, 80.0, 70.0, 80.0, T0 + timedelta(minutes=20)),
+        VitalsBucket(T0 + timedelta(hours=1), "/min", 1, 75.0, 75.0, 75.0, 75.0, T0 + timedelta(minutes=70)),
+    ]
+    quarter = await store.vitals_series(VitalsQuery("a", "heart_rate", T0, T0 + timedelta(minutes=20), timedelta(minutes=15)))
+    assert [(b.start, b.count, b.last) for b in quarter] == [(T0, 1, 60.0), (T0 + timedelta(minutes=15), 1, 70.0)]
+    assert await store.vitals_series(VitalsQuery("a", "spo2", T0, T0 + timedelta(hours=1), timedelta(hours=1))) == []
+
+
+async def test_export_pages_oldest_first_with_filters(store: ObservationStore) -> None:
+    device = uuid.uuid4()
+    late = T0 + timedelta(days=40)
+    batch = [_observation(device, "a", "heart_rate", T0 + timedelta(minutes=i), 60 + i) for i in range(5)]
+    batch += [_observation(device, "a", "spo2", T0 + timedelta(minutes=2), 97, received=late)]
+    batch += [_observation(device, "b", "heart_rate", T0, 90)]
+    await store.write_batch(batch, [])
+
+    first = await store.export_page(ExportQuery("a", count=4))
+    rest = await store.export_page(ExportQuery("a", count=4, after=(first[-1].time, first[-1].reading_key)))
+    rows = first + rest
+    assert len(first) == 4
+    assert len(rows) == 6
+    assert [row.time for row in rows] == sorted(row.time for row in rows)
+    assert {row.reading_key for row in rows} == {o.reading_key for o in batch[:6]}
+    spo2 = next(row for row in rows if row.kind == "spo2")
+    assert (spo2.code, spo2.value, spo2.unit, spo2.device_resource_id) == ("2708-6", Decimal(97), "%", device)
+    assert orjson.loads(spo2.resource)["id"] == str(spo2.reading_key)
+    window = await store.export_page(ExportQuery("a", start=T0 + timedelta(minutes=1), end=T0 + timedelta(minutes=3)))
+    assert [row.time for row in window] == [T0 + timedelta(minutes=m) for m in (1, 2, 2)]
+    assert [row.kind for row in await store.export_page(ExportQuery("a", since=late))] == ["spo2"]
+
+
+async def test_maintenance_rolls_up_before_retention_and_redoes_late_buckets(store: ObservationStore) -> None:
+    device = uuid.uuid4()
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    old, recent, ancient = now - timedelta(days=100), now - timedelta(days=2), now - timedelta(days=400)
+    received = now - timedelta(hours=1)
+    batch = [
+        _observation(device, "a", "heart_rate", old, 60, received=received),
+        _observation(device, "a", "heart_rate", old + timedelta(minutes=5), 64, received=received),
+        _observation(device, "a", "spo2", old, 95, received=received),
+        _observation(device, "a", "spo2", ancient, 90, received=now - timedelta(days=3)),  # the first pass walks many slices,
+        _observation(device, "a", "heart_rate", recent, 70, received=received),
+    ]
+    await store.write_batch(batch, [])
+    plan = RetentionPlan(
+        default_before=(now - timedelta(days=365)).replace(minute=0),
+        kind_before={"heart_rate": (now - timedelta(days=90)).replace(minute=0)},
+    )
+    report = await store.run_maintenance(MaintenancePass(now, plan))
+    assert report.ran
+    assert report.rows_deleted + report.chunks_dropped >= 2
+
+    left = await store.export_page(ExportQuery("a"))
+    assert sorted((row.kind, row.time) for row in left) == [("heart_rate", recent), ("spo2", old)]
+    hour = old.replace(minute=0)
+    heart = await store.hourly_rollups("a", "heart_rate", ancient, now)
+    assert heart == [
+        VitalsBucket(hour, "/min", 2, 60.0, 64.0, 62.0, 64.0, old + timedelta(minutes=5)),
+        VitalsBucket(recent, "/min", 1, 70.0, 70.0, 70.0, 70.0, recent),
+    ]
+    assert [b.start for b in await store.hourly_rollups("a", "spo2", ancient - timedelta(hours=1), now)] == [
+        ancient.replace(minute=0),
+        hour,
+    ]
+
+    # A late, out-of-order reading in a rolled-up bucket: the next pass recomputes that bucket.
+    later = now + timedelta(hours=1)
+    await store.write_batch([_observation(device, "a", "heart_rate", recent - timedelta(minutes=1), 90, received=later)], [])
+    # and one for an hour whose raw rows retention already dropped: that rollup is not overwritten
+    await store.write_batch([_observation(device, "a", "heart_rate", old + timedelta(minutes=1), 100, received=later)], [])
+    report = await store.run_maintenance(MaintenancePass(later + timedelta(minutes=5), plan))
+    assert report.buckets_refreshed == 1
+    heart = await store.hourly_rollups("a", "heart_rate", ancient, later)
+    assert heart[0] == VitalsBucket(hour, "/min", 2, 60.0, 64.0, 62.0, 64.0, old + timedelta(minutes=5))
+    assert heart[1] == VitalsBucket(recent - timedelta(hours=1), "/min", 1, 90.0, 90.0, 90.0, 90.0, recent - timedelta(minutes=1))
+    assert heart[2] == VitalsBucket(recent, "/min", 1, 70.0, 70.0, 70.0, 70.0, recent)
+    assert [row.value for row in await store.export_page(ExportQuery("a", start=old, end=old + timedelta(hours=1)))] == [
+        Decimal(95)
+    ]

@@ -10,7 +10,8 @@ import hashlib
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from device_adapters.errors import RegistryError
@@ -219,6 +220,122 @@ class DeviceEntry:
     patient_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class VitalsQuery:
+    """``[start, end)`` of one kind for one patient, in buckets of ``bucket`` aligned to the Unix epoch."""
+
+    patient_id: str
+    kind: str
+    start: datetime
+    end: datetime
+    bucket: timedelta
+
+    def __post_init__(self) -> None:
+        require_aware("start", self.start)
+        require_aware("end", self.end)
+        if self.start >= self.end or self.bucket < timedelta(seconds=1):
+            msg = f"a vitals query needs start < end and a bucket of 1 s or more, not {self.start}..{self.end} by {self.bucket}"
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class VitalsBucket:
+    """One bucket of one unit: readings without a number (special values, blood pressure panels) are not counted."""
+
+    start: datetime
+    unit: str
+    count: int
+    min: float
+    max: float
+    mean: float
+    last: float
+    last_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ExportQuery:
+    patient_id: str
+    start: datetime | None = None
+    end: datetime | None = None
+    since: datetime | None = None
+    """Only rows received at or after this instant (Bulk Data ``_since``)."""
+    after: tuple[datetime, uuid.UUID] | None = None
+    """Keyset cursor: continue after this (time, reading key)."""
+    count: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRow:
+    reading_key: uuid.UUID
+    time: datetime
+    kind: str
+    code: str
+    value: Decimal | None
+    unit: str
+    device_resource_id: uuid.UUID
+    resource: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPlan:
+    """When raw rows expire, per kind; hourly rollups are kept.
+
+    Cutoffs are whole hours, so an hourly rollup bucket's raw rows are all kept or all gone and a
+    bucket is never recomputed from half its rows. None keeps that kind's raw rows.
+    """
+
+    default_before: datetime | None
+    kind_before: Mapping[str, datetime | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for cutoff in (self.default_before, *self.kind_before.values()):
+            if cutoff is not None and (cutoff.tzinfo is None or cutoff != cutoff.replace(minute=0, second=0, microsecond=0)):
+                msg = f"retention cutoff {cutoff} must be a timezone-aware whole hour"
+                raise ValueError(msg)
+
+    def before(self, kind: str) -> datetime | None:
+        return self.kind_before.get(kind, self.default_before)
+
+    @property
+    def all_kinds_before(self) -> datetime | None:
+        """Rows of every kind older than this go (TimescaleDB drops whole chunks up to it)."""
+        cutoffs = [self.default_before, *self.kind_before.values()]
+        return None if any(cutoff is None for cutoff in cutoffs) else min(c for c in cutoffs if c is not None)
+
+    @property
+    def deletes(self) -> tuple[tuple[frozenset[str] | None, datetime], ...]:
+        """(kinds, cutoff) row deletions; None stands for every kind without an override."""
+        planned: list[tuple[frozenset[str] | None, datetime]] = [
+            (frozenset({kind}), cutoff) for kind, cutoff in sorted(self.kind_before.items()) if cutoff is not None
+        ]
+        if self.default_before is not None:
+            planned.append((None, self.default_before))
+        return tuple(planned)
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenancePass:
+    """One maintenance pass: rollups of rows received since the watermark (minus ``lookback``), then retention."""
+
+    now: datetime
+    retention: RetentionPlan
+    lookback: timedelta = timedelta(hours=1)
+    """Rows received this long before the watermark are looked at again (batches that committed late)."""
+    delete_batch_rows: int = 50_000
+
+    def __post_init__(self) -> None:
+        require_aware("now", self.now)
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceReport:
+    ran: bool
+    """False when another gateway process held the maintenance lock."""
+    buckets_refreshed: int = 0
+    rows_deleted: int = 0
+    chunks_dropped: int = 0
+
+
 class ObservationStore(Protocol):
     """Registry, observations and quarantine; every write is one transaction."""
 
@@ -265,6 +382,22 @@ class ObservationStore(Protocol):
     async def search_devices(self, query: DeviceQuery) -> list[DeviceEntry]: ...
 
     async def get_observation(self, reading_key: uuid.UUID) -> str | None: ...
+
+    # -- vitals, export, retention and rollups (issue 6) ---------------------------------------
+
+    async def vitals_series(self, query: VitalsQuery) -> list[VitalsBucket]:
+        """Buckets of one kind's values for a patient, from the raw rows (per unit: glucose keeps the device's)."""
+        ...
+
+    async def export_page(self, query: ExportQuery) -> list[ExportRow]:
+        """One keyset page of a patient's observations, oldest first."""
+        ...
+
+    async def run_maintenance(self, work: MaintenancePass) -> MaintenanceReport:
+        """Refresh the hourly rollups of buckets touched since the last pass, then apply raw retention."""
+        ...
+
+    async def hourly_rollups(self, patient_id: str, kind: str, start: datetime, end: datetime) -> list[VitalsBucket]: ...
 
     async def list_quarantine(self, limit: int, reason: str | None = None) -> list[QuarantineRow]: ...
 

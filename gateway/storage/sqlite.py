@@ -7,14 +7,16 @@ from a worker thread one call at a time. Times are UTC microseconds since 1970.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from device_adapters.errors import NotFoundError, RegistryError, StorageError, StorageUnavailableError
+from gateway.storage import sqlite_vitals
 from gateway.storage.filters import (
     DEVICE_COLUMNS,
     Dialect,
@@ -32,7 +34,11 @@ from gateway.storage.port import (
     DeviceQuery,
     DeviceRecord,
     DeviceRegistration,
+    ExportQuery,
+    ExportRow,
     LastNQuery,
+    MaintenancePass,
+    MaintenanceReport,
     ObservationQuery,
     OpenAssignment,
     PatientQuery,
@@ -40,40 +46,31 @@ from gateway.storage.port import (
     QuarantineEntry,
     QuarantineRow,
     StoredObservation,
+    VitalsBucket,
+    VitalsQuery,
     WriteResult,
     device_entry,
     group_registrations,
     plan_assignment,
 )
+from gateway.storage.sqlite_time import instant as _instant
+from gateway.storage.sqlite_time import micros as _micros
+from gateway.storage.sqlite_time import required_instant as _required_instant
 
 if TYPE_CHECKING:
     from edge_config import DatabaseSettings
     from fhir_mapper.observation import MappedObservation
 
 T = TypeVar("T")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _QUARANTINE_COLUMNS = (
     "id, first_seen, last_seen, seen_count, source, channel, device_id, stage, reason, detail, item_index, payload"
 )
-_MICROSECOND = timedelta(microseconds=1)
 # The stored JSON as served: meta.lastUpdated is received_at (UTC microseconds) as an instant,
 # added on the way out so the stored text stays what the mapper wrote (json_set keeps numbers as written).
 _SERVED_RESOURCE = (
     "json_set(resource, '$.meta.lastUpdated', strftime('%Y-%m-%dT%H:%M:%S', received_at / 1000000, 'unixepoch') "
     "|| printf('.%06dZ', received_at % 1000000))"
 )
-
-
-def _micros(instant: datetime) -> int:
-    return (instant - _EPOCH) // _MICROSECOND
-
-
-def _instant(micros: int | None) -> datetime | None:
-    return None if micros is None else _EPOCH + timedelta(microseconds=micros)
-
-
-def _required_instant(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 _DIALECT = Dialect(placeholder=lambda _: "?", instant=_micros, key=str, arrays=False)
@@ -378,6 +375,38 @@ class SqliteStore:
             ).fetchone(),
         )  # fmt: skip
         return None if row is None else str(row["resource"])
+
+    # -- vitals, export, retention and rollups (SQL in sqlite_vitals) ---------------------------
+
+    async def vitals_series(self, query: VitalsQuery) -> list[VitalsBucket]:
+        return await self._run("read a vitals series", lambda connection: sqlite_vitals.vitals_series(connection, query))
+
+    async def export_page(self, query: ExportQuery) -> list[ExportRow]:
+        return await self._run("read an export page", lambda connection: sqlite_vitals.export_page(connection, query))
+
+    async def run_maintenance(self, work: MaintenancePass) -> MaintenanceReport:
+        """Rollups first, then retention in bounded batches (each its own transaction)."""
+        refreshed = await self._transaction("refresh rollups", lambda connection: sqlite_vitals.refresh_rollups(connection, work))
+        deleted = 0
+        for kinds, before in work.retention.deletes:
+            while True:
+                delete = functools.partial(
+                    sqlite_vitals.delete_expired,
+                    kinds=kinds,
+                    overridden=frozenset(work.retention.kind_before),
+                    before=before,
+                    limit=work.delete_batch_rows,
+                )
+                count = await self._transaction("apply retention", delete)
+                deleted += count
+                if count < work.delete_batch_rows:
+                    break
+        return MaintenanceReport(ran=True, buckets_refreshed=refreshed, rows_deleted=deleted)
+
+    async def hourly_rollups(self, patient_id: str, kind: str, start: datetime, end: datetime) -> list[VitalsBucket]:
+        return await self._run(
+            "read hourly rollups", lambda connection: sqlite_vitals.hourly_rollups(connection, patient_id, kind, start, end)
+        )
 
     async def list_quarantine(self, limit: int, reason: str | None = None) -> list[QuarantineRow]:
         rows = await self._run(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Self
 import asyncpg
 
 from device_adapters.errors import NotFoundError, RegistryError, StorageError, StorageUnavailableError
+from gateway.storage import timescale_vitals
 from gateway.storage.filters import (
     DEVICE_COLUMNS,
     Dialect,
@@ -34,7 +35,11 @@ from gateway.storage.port import (
     DeviceQuery,
     DeviceRecord,
     DeviceRegistration,
+    ExportQuery,
+    ExportRow,
     LastNQuery,
+    MaintenancePass,
+    MaintenanceReport,
     ObservationQuery,
     OpenAssignment,
     PatientQuery,
@@ -42,6 +47,8 @@ from gateway.storage.port import (
     QuarantineEntry,
     QuarantineRow,
     StoredObservation,
+    VitalsBucket,
+    VitalsQuery,
     WriteResult,
     device_entry,
     group_registrations,
@@ -334,6 +341,24 @@ class TimescaleStore:
                 f"SELECT {_SERVED_RESOURCE} FROM observations WHERE reading_key = $1 LIMIT 1", reading_key,  # noqa: S608 - constant expression
             )  # fmt: skip
         return resource
+
+    # -- vitals, export, retention and rollups (SQL in timescale_vitals) -------------------------
+
+    async def vitals_series(self, query: VitalsQuery) -> list[VitalsBucket]:
+        async with _translated("read a vitals series"):
+            return await timescale_vitals.vitals_series(self._pool, query)
+
+    async def export_page(self, query: ExportQuery) -> list[ExportRow]:
+        async with _translated("read an export page"):
+            return await timescale_vitals.export_page(self._pool, query)
+
+    async def run_maintenance(self, work: MaintenancePass) -> MaintenanceReport:
+        async with _translated("run maintenance"):
+            return await timescale_vitals.run_maintenance(self._pool, work)
+
+    async def hourly_rollups(self, patient_id: str, kind: str, start: datetime, end: datetime) -> list[VitalsBucket]:
+        async with _translated("read hourly rollups"):
+            return await timescale_vitals.hourly_rollups(self._pool, patient_id, kind, start, end)
 
     async def list_quarantine(self, limit: int, reason: str | None = None) -> list[QuarantineRow]:
         async with _translated("list quarantine"):
