@@ -309,9 +309,10 @@ class IngestPipeline:
                 quarantine.append(_entry(item.frame, item.device_id, error, None))
                 continue
             for reading in item.decoded.readings:
-                patient_id = registration.patient_at(reading.time)
+                patient_id = registration.patient_at(reading.time, reading.user)
                 if patient_id is None:
-                    detail = f"device {item.device_id!r} was not assigned to a patient at {reading.time.isoformat()}"
+                    slot = f" user {reading.user}" if reading.user is not None and registration.slots else ""
+                    detail = f"device {item.device_id!r}{slot} was not assigned to a patient at {reading.time.isoformat()}"
                     quarantine.append(
                         _entry(item.frame, item.device_id, IdentityError(ReasonCode.UNPAIRED_DEVICE, detail), reading.index)
                     )

@@ -17,7 +17,9 @@ from tests.services import ADMIN_DSN
 
 TABLES = {
     "schema_migrations", "patients", "devices", "device_assignments", "observations", "quarantine", "outbox",
-    "audit_events", "observation_rollups_hourly", "maintenance_state",
+    "audit_events", "observation_rollups_hourly", "maintenance_state", "accounts", "care_teams", "care_team_members",
+    "care_team_patients", "caregiver_delegations", "patient_identifiers", "device_user_slots", "pairing_codes",
+    "device_credentials",
 }  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
@@ -35,3 +36,19 @@ def migrations(dialect: Literal["timescale", "sqlite"]) -> list[Migration]:
         msg = f"duplicate migration versions in {dialect}: {versions}"
         raise RuntimeError(msg)
     return found
+
+
+def sqlite_statements(script: str) -> list[str]:
+    """Split a migration into statements; SQLite's own test keeps a trigger's ``BEGIN … END;`` whole."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines():
+        if line.lstrip().startswith("--"):
+            continue
+        pending += line + "\n"
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())
+    return statements

@@ -10,16 +10,18 @@ import hashlib
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from device_adapters.errors import RegistryError
 from device_adapters.readings import require_aware
 
 if TYPE_CHECKING:
     from edge_config import DatabaseSettings
     from fhir_mapper.observation import MappedObservation
+    from gateway.auth.audit import AuditRecord, ChainedRecord
+    from gateway.auth.pairing import PairingGrant
+    from gateway.auth.policy import Relationships
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +56,32 @@ class AssignmentRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class UserSlotRecord:
+    """User ``user_slot`` of a shared device (a family's BP cuff or scale) lent to a patient, like an assignment."""
+
+    user_slot: int
+    patient_id: str
+    valid_from: datetime | None
+    valid_to: datetime | None
+
+    def covers(self, instant: datetime) -> bool:
+        return (self.valid_from is None or self.valid_from <= instant) and (self.valid_to is None or instant < self.valid_to)
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceRegistration:
     device: DeviceRecord
     assignments: tuple[AssignmentRecord, ...]
+    slots: tuple[UserSlotRecord, ...] = ()
 
-    def patient_at(self, instant: datetime) -> str | None:
-        """The patient the device was assigned to at the device-reported ``instant``."""
+    def patient_at(self, instant: datetime, user: int | None = None) -> str | None:
+        """The patient the device (or, on a device with user slots, its ``user``) had at the device-reported ``instant``.
+
+        A reading from a user slot that nobody holds at that instant has no patient: guessing
+        the device's owner would file one family member's blood pressure under another.
+        """
+        if user is not None and self.slots:
+            return next((s.patient_id for s in self.slots if s.user_slot == user and s.covers(instant)), None)
         return next((a.patient_id for a in self.assignments if a.covers(instant)), None)
 
 
@@ -328,6 +350,31 @@ class MaintenancePass:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountRecord:
+    id: str
+    role: str
+    """One of ``ACCOUNT_ROLES``; a patient account names its own Patient in ``patient_id``."""
+    display_name: str | None
+    patient_id: str | None
+    disabled: bool
+
+
+ACCOUNT_ROLES = frozenset({"patient", "caregiver", "practitioner", "admin", "system"})
+DEVICE_CREDENTIAL_KINDS = frozenset({"mqtt-password", "api-token"})
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCredentialRecord:
+    """A device's secret, as its hash only."""
+
+    id: int
+    kind: str
+    secret_hash: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class MaintenanceReport:
     ran: bool
     """False when another gateway process held the maintenance lock."""
@@ -405,74 +452,55 @@ class ObservationStore(Protocol):
 
     async def delete_quarantine(self, row_id: int) -> None: ...
 
+    # -- patients, devices and access (issue 7) ------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class OpenAssignment:
-    """The assignment a device has now (its ``valid_to`` is open), as a store row."""
+    async def add_account(
+        self, account_id: str, role: str, display_name: str | None, patient_id: str | None
+    ) -> AccountRecord: ...
 
-    row_id: int
-    patient_id: str
-    valid_from: datetime | None
+    async def get_account(self, account_id: str) -> AccountRecord | None: ...
 
+    async def add_care_team(self, team_id: str, name: str) -> None: ...
 
-@dataclass(frozen=True, slots=True)
-class AssignmentPlan:
-    """What an assign command must write: nothing, or close ``close_row_id`` and open one at ``start``."""
+    async def add_care_team_member(self, team_id: str, account_id: str) -> None: ...
 
-    record: AssignmentRecord
-    unchanged: bool
-    close_row_id: int | None
+    async def add_care_team_patient(self, team_id: str, patient_id: str) -> None: ...
 
+    async def remove_care_team_patient(self, team_id: str, patient_id: str) -> None: ...
 
-def plan_assignment(
-    device_id: str,
-    patient_id: str,
-    valid_from: datetime | None,
-    *,
-    current: OpenAssignment | None,
-    has_history: bool,
-) -> AssignmentPlan:
-    """Decide what an assign command writes.
+    async def delegate(self, patient_id: str, account_id: str) -> None: ...
 
-    A device's first assignment covers all its readings unless ``valid_from`` says otherwise; a
-    reassignment starts at ``valid_from`` or now, and must start after the current one began.
-    """
-    if current is not None and current.patient_id == patient_id and valid_from is None:
-        unchanged = AssignmentRecord(device_id, patient_id, current.valid_from, None)
-        return AssignmentPlan(unchanged, unchanged=True, close_row_id=None)
-    start = valid_from if valid_from is not None else (datetime.now(UTC) if has_history else None)
-    if current is not None and (start is None or (current.valid_from is not None and start <= current.valid_from)):
-        msg = f"device {device_id!r} is assigned since {current.valid_from}: the new assignment must start later"
-        raise RegistryError(msg)
-    closing = None if current is None else current.row_id
-    return AssignmentPlan(AssignmentRecord(device_id, patient_id, start, None), unchanged=False, close_row_id=closing)
+    async def revoke_delegation(self, patient_id: str, account_id: str) -> None: ...
 
+    async def relationships(self, account_id: str) -> Relationships:
+        """Patients with an unrevoked delegation to the account, and the patients of its care teams."""
+        ...
 
-def group_registrations(rows: Sequence[Mapping[str, Any]]) -> dict[str, DeviceRegistration]:
-    """Fold device LEFT JOIN assignment rows into one registration per device."""
-    devices: dict[str, DeviceRecord] = {}
-    assignments: dict[str, list[AssignmentRecord]] = {}
-    for row in rows:
-        device_id = row["device_id"]
-        resource_id = row["resource_id"]
-        if not isinstance(resource_id, uuid.UUID):
-            resource_id = uuid.UUID(resource_id)
-        devices.setdefault(device_id, DeviceRecord(resource_id, device_id, row["kind"], row["display_name"]))
-        bucket = assignments.setdefault(device_id, [])
-        if row["patient_id"] is not None:
-            bucket.append(AssignmentRecord(device_id, row["patient_id"], row["valid_from"], row["valid_to"]))
-    return {device_id: DeviceRegistration(device, tuple(assignments[device_id])) for device_id, device in devices.items()}
+    async def add_patient_identifier(self, patient_id: str, system: str, value: str) -> None: ...
 
+    async def patient_by_identifier(self, system: str, value: str) -> str | None: ...
 
-def device_entry(row: Mapping[str, Any]) -> DeviceEntry:
-    """A ``devices d LEFT JOIN`` open-assignment row (either dialect) as a DeviceEntry."""
-    resource_id = row["resource_id"]
-    if not isinstance(resource_id, uuid.UUID):
-        resource_id = uuid.UUID(resource_id)
-    information = {name: row[name] for name in DEVICE_INFORMATION_FIELDS if row[name] is not None}
-    return DeviceEntry(
-        DeviceRecord(resource_id, row["device_id"], row["kind"], row["display_name"]), information, row["patient_id"]
-    )
+    async def assign_user_slot(self, device_id: str, user_slot: int, patient_id: str, valid_from: datetime | None) -> None: ...
+
+    async def add_pairing_code(self, digest: bytes, grant: PairingGrant) -> None: ...
+
+    async def redeem_pairing_code(self, digest: bytes, device_id: str, now: datetime) -> PairingGrant | None:
+        """The code's grant, once: None if unknown, expired or already redeemed (one atomic UPDATE)."""
+        ...
+
+    async def add_device_credential(self, device_id: str, kind: str, secret_hash: str) -> int: ...
+
+    async def device_credentials(self, device_id: str) -> list[DeviceCredentialRecord]: ...
+
+    async def revoke_device_credentials(self, device_id: str, now: datetime) -> int: ...
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        """Append in order, each row chained to the one before (concurrent appenders are serialized)."""
+        ...
+
+    async def audit_chain(self, after_id: int = 0, limit: int = 1000) -> list[tuple[int, ChainedRecord]]: ...
+
+    async def search_audit(self, patient_id: str | None, limit: int) -> list[AuditRecord]: ...
 
 
 async def open_store(settings: DatabaseSettings) -> ObservationStore:

@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from device_adapters.errors import NotFoundError, RegistryError, StorageError, StorageUnavailableError
-from gateway.storage import sqlite_vitals
+from gateway.storage import sqlite_access, sqlite_vitals
 from gateway.storage.filters import (
     DEVICE_COLUMNS,
     Dialect,
@@ -26,10 +26,12 @@ from gateway.storage.filters import (
     observation_where,
     patient_where,
 )
-from gateway.storage.migrations import migrations
+from gateway.storage.migrations import migrations, sqlite_statements
 from gateway.storage.port import (
     DEVICE_INFORMATION_FIELDS,
+    AccountRecord,
     AssignmentRecord,
+    DeviceCredentialRecord,
     DeviceEntry,
     DeviceQuery,
     DeviceRecord,
@@ -40,7 +42,6 @@ from gateway.storage.port import (
     MaintenancePass,
     MaintenanceReport,
     ObservationQuery,
-    OpenAssignment,
     PatientQuery,
     PatientRecord,
     QuarantineEntry,
@@ -49,10 +50,8 @@ from gateway.storage.port import (
     VitalsBucket,
     VitalsQuery,
     WriteResult,
-    device_entry,
-    group_registrations,
-    plan_assignment,
 )
+from gateway.storage.rows import OpenAssignment, device_entry, group_registrations, plan_assignment
 from gateway.storage.sqlite_time import instant as _instant
 from gateway.storage.sqlite_time import micros as _micros
 from gateway.storage.sqlite_time import required_instant as _required_instant
@@ -60,8 +59,12 @@ from gateway.storage.sqlite_time import required_instant as _required_instant
 if TYPE_CHECKING:
     from edge_config import DatabaseSettings
     from fhir_mapper.observation import MappedObservation
+    from gateway.auth.audit import AuditRecord, ChainedRecord
+    from gateway.auth.pairing import PairingGrant
+    from gateway.auth.policy import Relationships
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _QUARANTINE_COLUMNS = (
     "id, first_seen, last_seen, seen_count, source, channel, device_id, stage, reason, detail, item_index, payload"
 )
@@ -150,7 +153,7 @@ class SqliteStore:
                     continue
                 connection.execute("BEGIN IMMEDIATE")
                 try:
-                    for statement in _statements(migration.sql):
+                    for statement in sqlite_statements(migration.sql):
                         connection.execute(statement)
                     connection.execute(
                         "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
@@ -274,7 +277,7 @@ class SqliteStore:
         if not wanted:
             return {}
 
-        def work(connection: sqlite3.Connection) -> list[dict[str, Any]]:
+        def work(connection: sqlite3.Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             marks = ", ".join("?" for _ in wanted)
             rows = connection.execute(
                 "SELECT d.resource_id, d.device_id, d.kind, d.display_name, a.patient_id, a.valid_from, a.valid_to "  # noqa: S608 - placeholders only
@@ -282,11 +285,12 @@ class SqliteStore:
                 f"WHERE d.device_id IN ({marks})",
                 wanted,
             ).fetchall()
-            return [
+            assignments = [
                 {**dict(row), "valid_from": _instant(row["valid_from"]), "valid_to": _instant(row["valid_to"])} for row in rows
             ]
+            return assignments, sqlite_access.user_slot_rows(connection, wanted)
 
-        return group_registrations(await self._run("resolve devices", work))
+        return group_registrations(*await self._run("resolve devices", work))
 
     # -- observations and quarantine ----------------------------------------------------------
 
@@ -434,6 +438,75 @@ class SqliteStore:
             "delete a quarantine row", lambda connection: connection.execute("DELETE FROM quarantine WHERE id = ?", (row_id,))
         )
 
+    # -- patients, devices and access (SQL in sqlite_access) ------------------------------------
+
+    async def _read(self, work: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run one ``sqlite_access`` function; an error names it (``add_account``: "add account")."""
+        return await self._run(work.__name__.replace("_", " "), lambda connection: work(connection, *args, **kwargs))
+
+    async def _write(self, work: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._transaction(work.__name__.replace("_", " "), lambda connection: work(connection, *args, **kwargs))
+
+    async def add_account(self, account_id: str, role: str, display_name: str | None, patient_id: str | None) -> AccountRecord:
+        return await self._write(sqlite_access.add_account, account_id, role, display_name, patient_id)
+
+    async def get_account(self, account_id: str) -> AccountRecord | None:
+        return await self._read(sqlite_access.get_account, account_id)
+
+    async def add_care_team(self, team_id: str, name: str) -> None:
+        return await self._write(sqlite_access.add_care_team, team_id, name)
+
+    async def add_care_team_member(self, team_id: str, account_id: str) -> None:
+        return await self._write(sqlite_access.add_care_team_member, team_id, account_id)
+
+    async def add_care_team_patient(self, team_id: str, patient_id: str) -> None:
+        return await self._write(sqlite_access.add_care_team_patient, team_id, patient_id)
+
+    async def remove_care_team_patient(self, team_id: str, patient_id: str) -> None:
+        return await self._write(sqlite_access.remove_care_team_patient, team_id, patient_id)
+
+    async def delegate(self, patient_id: str, account_id: str) -> None:
+        return await self._write(sqlite_access.delegate, patient_id, account_id)
+
+    async def revoke_delegation(self, patient_id: str, account_id: str) -> None:
+        return await self._write(sqlite_access.revoke_delegation, patient_id, account_id)
+
+    async def relationships(self, account_id: str) -> Relationships:
+        return await self._read(sqlite_access.relationships, account_id)
+
+    async def add_patient_identifier(self, patient_id: str, system: str, value: str) -> None:
+        return await self._write(sqlite_access.add_patient_identifier, patient_id, system, value)
+
+    async def patient_by_identifier(self, system: str, value: str) -> str | None:
+        return await self._read(sqlite_access.patient_by_identifier, system, value)
+
+    async def assign_user_slot(self, device_id: str, user_slot: int, patient_id: str, valid_from: datetime | None) -> None:
+        return await self._write(sqlite_access.assign_user_slot, device_id, user_slot, patient_id, valid_from)
+
+    async def add_pairing_code(self, digest: bytes, grant: PairingGrant) -> None:
+        return await self._write(sqlite_access.add_pairing_code, digest, grant)
+
+    async def redeem_pairing_code(self, digest: bytes, device_id: str, now: datetime) -> PairingGrant | None:
+        return await self._write(sqlite_access.redeem_pairing_code, digest, device_id, now)
+
+    async def add_device_credential(self, device_id: str, kind: str, secret_hash: str) -> int:
+        return await self._write(sqlite_access.add_device_credential, device_id, kind, secret_hash)
+
+    async def device_credentials(self, device_id: str) -> list[DeviceCredentialRecord]:
+        return await self._read(sqlite_access.device_credentials, device_id)
+
+    async def revoke_device_credentials(self, device_id: str, now: datetime) -> int:
+        return await self._write(sqlite_access.revoke_device_credentials, device_id, now)
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        return await self._write(sqlite_access.append_audit, records)
+
+    async def audit_chain(self, after_id: int = 0, limit: int = 1000) -> list[tuple[int, ChainedRecord]]:
+        return await self._read(sqlite_access.audit_chain, after_id, limit)
+
+    async def search_audit(self, patient_id: str | None, limit: int) -> list[AuditRecord]:
+        return await self._read(sqlite_access.search_audit, patient_id, limit)
+
 
 def _stored(row: sqlite3.Row) -> StoredObservation:
     return StoredObservation(uuid.UUID(row["reading_key"]), _required_instant(row["time"]), row["resource"])
@@ -443,9 +516,3 @@ def _quarantine_row(row: sqlite3.Row) -> QuarantineRow:
     return QuarantineRow(
         **{**dict(row), "first_seen": _required_instant(row["first_seen"]), "last_seen": _required_instant(row["last_seen"])},
     )
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration into statements (ours have no semicolons inside literals)."""
-    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
-    return [statement.strip() for statement in "\n".join(lines).split(";") if statement.strip()]

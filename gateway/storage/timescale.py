@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Self
 import asyncpg
 
 from device_adapters.errors import NotFoundError, RegistryError, StorageError, StorageUnavailableError
-from gateway.storage import timescale_vitals
+from gateway.storage import timescale_access, timescale_vitals
 from gateway.storage.filters import (
     DEVICE_COLUMNS,
     Dialect,
@@ -30,7 +30,9 @@ from gateway.storage.filters import (
 from gateway.storage.migrations import migrations
 from gateway.storage.port import (
     DEVICE_INFORMATION_FIELDS,
+    AccountRecord,
     AssignmentRecord,
+    DeviceCredentialRecord,
     DeviceEntry,
     DeviceQuery,
     DeviceRecord,
@@ -41,7 +43,6 @@ from gateway.storage.port import (
     MaintenancePass,
     MaintenanceReport,
     ObservationQuery,
-    OpenAssignment,
     PatientQuery,
     PatientRecord,
     QuarantineEntry,
@@ -50,14 +51,15 @@ from gateway.storage.port import (
     VitalsBucket,
     VitalsQuery,
     WriteResult,
-    device_entry,
-    group_registrations,
-    plan_assignment,
 )
+from gateway.storage.rows import OpenAssignment, device_entry, group_registrations, plan_assignment
 
 if TYPE_CHECKING:
     from edge_config import DatabaseSettings
     from fhir_mapper.observation import MappedObservation
+    from gateway.auth.audit import AuditRecord, ChainedRecord
+    from gateway.auth.pairing import PairingGrant
+    from gateway.auth.policy import Relationships
 
 _MIGRATION_LOCK = 0x70756C7365  # "pulse": one migrator at a time across gateway processes
 _OBSERVATION_COLUMNS = (
@@ -247,14 +249,20 @@ class TimescaleStore:
         return plan.record
 
     async def registrations(self, device_ids: Collection[str]) -> dict[str, DeviceRegistration]:
-        async with _translated("resolve devices"):
-            rows = await self._pool.fetch(
+        wanted = list(device_ids)
+        async with _translated("resolve devices"), self._pool.acquire() as connection:
+            rows = await connection.fetch(
                 "SELECT d.resource_id, d.device_id, d.kind, d.display_name, a.patient_id, a.valid_from, a.valid_to "
                 "FROM devices d LEFT JOIN device_assignments a ON a.device_resource_id = d.resource_id "
                 "WHERE d.device_id = ANY($1::text[])",
-                list(device_ids),
+                wanted,
             )
-        return group_registrations([dict(row) for row in rows])
+            slots = await connection.fetch(
+                "SELECT d.device_id, s.user_slot, s.patient_id, s.valid_from, s.valid_to FROM device_user_slots s "
+                "JOIN devices d ON d.resource_id = s.device_resource_id WHERE d.device_id = ANY($1::text[]) ORDER BY s.id",
+                wanted,
+            )
+        return group_registrations([dict(row) for row in rows], [dict(row) for row in slots])
 
     # -- observations and quarantine ----------------------------------------------------------
 
@@ -378,3 +386,88 @@ class TimescaleStore:
     async def delete_quarantine(self, row_id: int) -> None:
         async with _translated("delete a quarantine row"):
             await self._pool.execute("DELETE FROM quarantine WHERE id = $1", row_id)
+
+    # -- patients, devices and access (SQL in timescale_access) ---------------------------------
+
+    async def add_account(self, account_id: str, role: str, display_name: str | None, patient_id: str | None) -> AccountRecord:
+        async with _translated("add an account"):
+            return await timescale_access.add_account(self._pool, account_id, role, display_name, patient_id)
+
+    async def get_account(self, account_id: str) -> AccountRecord | None:
+        async with _translated("read an account"):
+            return await timescale_access.get_account(self._pool, account_id)
+
+    async def add_care_team(self, team_id: str, name: str) -> None:
+        async with _translated("add a care team"):
+            await timescale_access.add_care_team(self._pool, team_id, name)
+
+    async def add_care_team_member(self, team_id: str, account_id: str) -> None:
+        async with _translated("add a care team member"):
+            await timescale_access.add_care_team_member(self._pool, team_id, account_id)
+
+    async def add_care_team_patient(self, team_id: str, patient_id: str) -> None:
+        async with _translated("add a patient to a care team"):
+            await timescale_access.add_care_team_patient(self._pool, team_id, patient_id)
+
+    async def remove_care_team_patient(self, team_id: str, patient_id: str) -> None:
+        async with _translated("remove a patient from a care team"):
+            await timescale_access.remove_care_team_patient(self._pool, team_id, patient_id)
+
+    async def delegate(self, patient_id: str, account_id: str) -> None:
+        async with _translated("delegate to a caregiver"):
+            await timescale_access.delegate(self._pool, patient_id, account_id)
+
+    async def revoke_delegation(self, patient_id: str, account_id: str) -> None:
+        async with _translated("revoke a delegation"):
+            await timescale_access.revoke_delegation(self._pool, patient_id, account_id)
+
+    async def relationships(self, account_id: str) -> Relationships:
+        async with _translated("read relationships"):
+            return await timescale_access.relationships(self._pool, account_id)
+
+    async def add_patient_identifier(self, patient_id: str, system: str, value: str) -> None:
+        async with _translated("add a patient identifier"):
+            await timescale_access.add_patient_identifier(self._pool, patient_id, system, value)
+
+    async def patient_by_identifier(self, system: str, value: str) -> str | None:
+        async with _translated("find a patient by identifier"):
+            patient_id: str | None = await self._pool.fetchval(
+                "SELECT patient_id FROM patient_identifiers WHERE system = $1 AND value = $2", system, value
+            )
+        return patient_id
+
+    async def assign_user_slot(self, device_id: str, user_slot: int, patient_id: str, valid_from: datetime | None) -> None:
+        async with _translated("assign a user slot"):
+            await timescale_access.assign_user_slot(self._pool, device_id, user_slot, patient_id, valid_from)
+
+    async def add_pairing_code(self, digest: bytes, grant: PairingGrant) -> None:
+        async with _translated("add a pairing code"):
+            await timescale_access.add_pairing_code(self._pool, digest, grant)
+
+    async def redeem_pairing_code(self, digest: bytes, device_id: str, now: datetime) -> PairingGrant | None:
+        async with _translated("redeem a pairing code"):
+            return await timescale_access.redeem_pairing_code(self._pool, digest, device_id, now)
+
+    async def add_device_credential(self, device_id: str, kind: str, secret_hash: str) -> int:
+        async with _translated("add a device credential"):
+            return await timescale_access.add_device_credential(self._pool, device_id, kind, secret_hash)
+
+    async def device_credentials(self, device_id: str) -> list[DeviceCredentialRecord]:
+        async with _translated("read device credentials"):
+            return await timescale_access.device_credentials(self._pool, device_id)
+
+    async def revoke_device_credentials(self, device_id: str, now: datetime) -> int:
+        async with _translated("revoke device credentials"):
+            return await timescale_access.revoke_device_credentials(self._pool, device_id, now)
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        async with _translated("append audit events"):
+            await timescale_access.append_audit(self._pool, records)
+
+    async def audit_chain(self, after_id: int = 0, limit: int = 1000) -> list[tuple[int, ChainedRecord]]:
+        async with _translated("read the audit chain"):
+            return await timescale_access.audit_chain(self._pool, after_id, limit)
+
+    async def search_audit(self, patient_id: str | None, limit: int) -> list[AuditRecord]:
+        async with _translated("search audit events"):
+            return await timescale_access.search_audit(self._pool, patient_id, limit)
