@@ -8,7 +8,7 @@ import logging
 import re
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -17,19 +17,14 @@ from device_adapters.errors import PulseBridgeError
 from device_adapters.readings import DEVICE_ID_PATTERN
 from edge_config import GatewaySettings, load_settings
 from gateway import __version__
+from gateway.access_cli import ACCESS_COMMANDS, add_access_commands, run_access
+from gateway.cli_support import UsageError, with_store
+from gateway.cli_support import config_argument as _config_argument
 from gateway.pipeline import mapper_for
-from gateway.storage import ObservationStore, open_store
+from gateway.storage import ObservationStore
 
 T = TypeVar("T")
 _PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-
-
-class UsageError(PulseBridgeError):
-    """A command-line argument is wrong."""
-
-
-def _config_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="YAML settings file (default: the bundled edge_config/defaults/gateway.yaml)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_argument(assign)
 
     _add_tools(commands)
+    add_access_commands(commands)
     return parser
 
 
@@ -140,7 +136,7 @@ def _add_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        _dispatch(args)
+        (run_access if args.command in ACCESS_COMMANDS else _dispatch)(args)
     except PulseBridgeError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -174,7 +170,7 @@ def _dispatch(args: argparse.Namespace) -> None:
             store_kind = settings.database.url.split("://", 1)[0]
             print(f"configuration OK: database {store_kind}, broker {settings.mqtt.host}:{settings.mqtt.port}")
         case "migrate":
-            _with_store(load_settings(args.config), lambda store: store.migrate())
+            with_store(load_settings(args.config), lambda store: store.migrate())
             print("migrations applied")
         case "patients" | "devices" | "quarantine" | "mqtt" | "maintenance":
             _registry(args)
@@ -209,62 +205,50 @@ def _serve(settings: GatewaySettings) -> None:
 
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Migrate before the server starts: an unreachable database is a one-line error, not a traceback.
-    _with_store(settings, lambda store: store.migrate())
+    with_store(settings, lambda store: store.migrate())
     app = create_app(settings, migrate=False)
     uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_level=settings.log_level.lower(), lifespan="on")
-
-
-def _with_store(settings: GatewaySettings, work: Callable[[ObservationStore], Awaitable[T]]) -> T:
-    async def run() -> T:
-        store = await open_store(settings.database)
-        try:
-            await store.migrate()
-            return await work(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
 
 
 def _add_patient(settings: GatewaySettings, args: argparse.Namespace) -> None:
     patient_id = args.patient_id or str(uuid.uuid4())
     if not _PATIENT_ID.fullmatch(patient_id):
         raise UsageError(f"patient id {patient_id!r}: use 1 to 64 letters, digits, '-' or '.'")
-    _with_store(settings, lambda store: store.add_patient(patient_id, args.name, args.mrn))
+    with_store(settings, lambda store: store.add_patient(patient_id, args.name, args.mrn))
     print(patient_id)
 
 
 def _list_patients(settings: GatewaySettings, _: argparse.Namespace) -> None:
-    for patient in _with_store(settings, lambda store: store.list_patients()):
+    for patient in with_store(settings, lambda store: store.list_patients()):
         print(f"{patient.id}\t{patient.name or ''}\t{patient.mrn or ''}")
 
 
 def _add_device(settings: GatewaySettings, args: argparse.Namespace) -> None:
     if not DEVICE_ID_PATTERN.fullmatch(args.device_id):
         raise UsageError(f"device id {args.device_id!r}: use 1 to 64 letters, digits, '.', '_', ':' or '-'")
-    device = _with_store(settings, lambda store: store.add_device(args.device_id, args.kind, args.name))
+    device = with_store(settings, lambda store: store.add_device(args.device_id, args.kind, args.name))
     print(f"{device.device_id}\tDevice/{device.resource_id}")
 
 
 def _list_devices(settings: GatewaySettings, _: argparse.Namespace) -> None:
-    for device in _with_store(settings, lambda store: store.list_devices()):
+    for device in with_store(settings, lambda store: store.list_devices()):
         print(f"{device.device_id}\tDevice/{device.resource_id}\t{device.kind or ''}\t{device.display_name or ''}")
 
 
 def _assign_device(settings: GatewaySettings, args: argparse.Namespace) -> None:
     valid_from = _aware_time(args.valid_from) if args.valid_from else None
-    assignment = _with_store(settings, lambda store: store.assign_device(args.device_id, args.patient_id, valid_from))
+    assignment = with_store(settings, lambda store: store.assign_device(args.device_id, args.patient_id, valid_from))
     since = assignment.valid_from.isoformat() if assignment.valid_from else "its first reading"
     print(f"{assignment.device_id} -> Patient/{assignment.patient_id} from {since}")
 
 
 def _list_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> None:
-    for row in _with_store(settings, lambda store: store.list_quarantine(args.limit, args.reason)):
+    for row in with_store(settings, lambda store: store.list_quarantine(args.limit, args.reason)):
         print(f"{row.last_seen.isoformat()}\t{row.reason}\t{row.stage}\t{row.channel}\tx{row.seen_count}\t{row.detail}")
 
 
 def _show_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> None:
-    row = _with_store(settings, lambda store: store.get_quarantine(args.row_id))
+    row = with_store(settings, lambda store: store.get_quarantine(args.row_id))
     if row is None:
         raise UsageError(f"no quarantine row {args.row_id}")
     try:
@@ -283,7 +267,7 @@ def _show_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> Non
 def _mqtt_credentials(settings: GatewaySettings, args: argparse.Namespace) -> None:
     from gateway.mqtt_credentials import build_credentials, write_credentials
 
-    devices = _with_store(settings, lambda store: store.list_devices())
+    devices = with_store(settings, lambda store: store.list_devices())
     gateway_users = args.gateway_user or [settings.mqtt.username or "pulsebridge-gateway"]
     written = write_credentials(build_credentials([device.device_id for device in devices], gateway_users), args.out)
     print(f"{len(devices)} device(s), {len(gateway_users)} gateway user(s): {', '.join(str(path) for path in written)}")
@@ -310,7 +294,7 @@ def _replay_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> N
             raise UsageError(f"no quarantine row {', '.join(map(str, missing))}")
         return [await replay(store, pipeline, row) for row in rows if row is not None]
 
-    for outcome in _with_store(settings, work):
+    for outcome in with_store(settings, work):
         still = f", still refused: {', '.join(outcome.still_quarantined)}" if outcome.still_quarantined else ""
         print(f"row {outcome.row_id}: stored {outcome.stored}, duplicates {outcome.duplicates}{still}")
 
@@ -318,7 +302,7 @@ def _replay_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> N
 def _run_maintenance(settings: GatewaySettings, _: argparse.Namespace) -> None:
     from gateway.maintenance import run_once
 
-    report = _with_store(settings, lambda store: run_once(store, settings.maintenance))
+    report = with_store(settings, lambda store: run_once(store, settings.maintenance))
     if not report.ran:
         print("another gateway process is running maintenance: nothing done")
         return

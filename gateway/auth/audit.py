@@ -117,9 +117,12 @@ class ChainedRecord:
     hash: bytes
 
 
-def verify_chain(rows: Iterable[ChainedRecord]) -> AuditRecord | None:
-    """The first row whose content or link does not match the chain, or None if all do."""
-    previous = GENESIS_HASH
+def verify_chain(rows: Iterable[ChainedRecord], previous: bytes = GENESIS_HASH) -> AuditRecord | None:
+    """The first row whose content or link does not match the chain, or None if all do.
+
+    ``previous`` is the hash the first row must link to: a page after the first links to the
+    last hash of the page before.
+    """
     for row in rows:
         if row.previous_hash != previous or chain_hash(previous, row.record) != row.hash:
             return row.record

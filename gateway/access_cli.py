@@ -1,0 +1,120 @@
+"""The access commands: ``audit verify``, ``account add``, ``care-team …`` and ``delegate``."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+
+from edge_config import GatewaySettings, load_settings
+from gateway.auth.audit import GENESIS_HASH, AuditRecord, verify_chain
+from gateway.cli_support import UsageError, config_argument, with_store
+from gateway.storage import ObservationStore
+from gateway.storage.port import ACCOUNT_ROLES
+
+ACCESS_COMMANDS = frozenset({"audit", "account", "care-team", "delegate"})
+AUDIT_PAGE = 1000
+_ID = re.compile(r"[A-Za-z0-9\-._@]{1,128}")
+
+
+def add_access_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = commands.add_parser("audit", help="the audit trail").add_subparsers(dest="action", required=True)
+    config_argument(audit.add_parser("verify", help="check the hash chain of every audit event; exit 1 if it is broken"))
+
+    account = commands.add_parser("account", help="who signs in").add_subparsers(dest="action", required=True)
+    add_account = account.add_parser("add", help="register an account")
+    add_account.add_argument("account_id")
+    add_account.add_argument("--role", required=True, choices=sorted(ACCOUNT_ROLES))
+    add_account.add_argument("--patient", help="the patient's own id (patient accounts only)")
+    add_account.add_argument("--name", help="display name")
+    config_argument(add_account)
+
+    team = commands.add_parser("care-team", help="care teams and their patients").add_subparsers(dest="action", required=True)
+    add_team = team.add_parser("add", help="register a care team")
+    add_team.add_argument("team_id")
+    add_team.add_argument("name")
+    config_argument(add_team)
+    member = team.add_parser("member", help="add an account to a care team")
+    member.add_argument("team_id")
+    member.add_argument("account_id")
+    config_argument(member)
+    patient = team.add_parser("patient", help="put a patient in a care team's care")
+    patient.add_argument("team_id")
+    patient.add_argument("patient_id")
+    config_argument(patient)
+
+    delegate = commands.add_parser("delegate", help="make an account a caregiver of a patient")
+    delegate.add_argument("patient_id")
+    delegate.add_argument("account_id")
+    config_argument(delegate)
+
+
+def run_access(args: argparse.Namespace) -> None:
+    command = _COMMANDS[args.command, getattr(args, "action", None)]
+    command(load_settings(args.config), args)
+
+
+async def walk_audit_chain(store: ObservationStore, page: int = AUDIT_PAGE) -> tuple[int, AuditRecord | None]:
+    """How many events link up before the first that breaks the chain (None: intact), read a page at a time."""
+    after, previous, checked = 0, GENESIS_HASH, 0
+    while rows := await store.audit_chain(after, page):
+        broken = verify_chain((row for _, row in rows), previous)
+        if broken is not None:
+            return checked + [row.record for _, row in rows].index(broken), broken
+        checked += len(rows)
+        after, previous = rows[-1][0], rows[-1][1].hash
+    return checked, None
+
+
+def _verify(settings: GatewaySettings, _: argparse.Namespace) -> None:
+    checked, broken = with_store(settings, walk_audit_chain)
+    if broken is None:
+        print(f"audit chain intact: {checked} events")
+        return
+    print(f"audit chain broken at event {broken.id} (recorded {broken.recorded_at.isoformat()})")
+    sys.exit(1)
+
+
+def _checked_id(what: str, value: str) -> str:
+    if not _ID.fullmatch(value):
+        raise UsageError(f"{what} id {value!r}: use 1 to 128 letters, digits, '-', '.', '_' or '@'")
+    return value
+
+
+def _add_account(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    account_id = _checked_id("account", args.account_id)
+    account = with_store(settings, lambda store: store.add_account(account_id, args.role, args.name, args.patient))
+    patient = f"\tPatient/{account.patient_id}" if account.patient_id else ""
+    print(f"{account.id}\t{account.role}{patient}")
+
+
+def _add_team(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    team_id = _checked_id("care team", args.team_id)
+    with_store(settings, lambda store: store.add_care_team(team_id, args.name))
+    print(team_id)
+
+
+def _add_member(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    with_store(settings, lambda store: store.add_care_team_member(args.team_id, args.account_id))
+    print(f"{args.account_id} -> care team {args.team_id}")
+
+
+def _add_team_patient(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    with_store(settings, lambda store: store.add_care_team_patient(args.team_id, args.patient_id))
+    print(f"Patient/{args.patient_id} -> care team {args.team_id}")
+
+
+def _delegate(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    with_store(settings, lambda store: store.delegate(args.patient_id, args.account_id))
+    print(f"Patient/{args.patient_id} -> caregiver {args.account_id}")
+
+
+_COMMANDS: dict[tuple[str, str | None], Callable[[GatewaySettings, argparse.Namespace], None]] = {
+    ("audit", "verify"): _verify,
+    ("account", "add"): _add_account,
+    ("care-team", "add"): _add_team,
+    ("care-team", "member"): _add_member,
+    ("care-team", "patient"): _add_team_patient,
+    ("delegate", None): _delegate,
+}
