@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
-from device_adapters.errors import NotFoundError, RegistryError, StorageError, StorageUnavailableError
+from device_adapters.errors import RegistryError, StorageError, StorageUnavailableError
 from gateway.storage import sqlite_access, sqlite_vitals
 from gateway.storage.filters import (
     DEVICE_COLUMNS,
@@ -239,16 +239,10 @@ class SqliteStore:
 
     async def assign_device(self, device_id: str, patient_id: str, valid_from: datetime | None) -> AssignmentRecord:
         def work(connection: sqlite3.Connection) -> AssignmentRecord:
-            device = connection.execute("SELECT resource_id FROM devices WHERE device_id = ?", (device_id,)).fetchone()
-            if device is None:
-                msg = f"no device {device_id!r}: add it first (pulsebridge devices add)"
-                raise NotFoundError(msg)
-            if connection.execute("SELECT 1 FROM patients WHERE id = ?", (patient_id,)).fetchone() is None:
-                msg = f"no patient {patient_id!r}: add it first (pulsebridge patients add)"
-                raise NotFoundError(msg)
+            resource_id = sqlite_access.device_for(connection, device_id, patient_id)
             history = connection.execute(
                 "SELECT id, patient_id, valid_from, valid_to FROM device_assignments WHERE device_resource_id = ?",
-                (device["resource_id"],),
+                (resource_id,),
             ).fetchall()
             current = next(
                 (
@@ -266,7 +260,7 @@ class SqliteStore:
                 connection.execute("UPDATE device_assignments SET valid_to = ? WHERE id = ?", (_micros(start), plan.close_row_id))
             connection.execute(
                 "INSERT INTO device_assignments (device_resource_id, patient_id, valid_from, created_at) VALUES (?, ?, ?, ?)",
-                (device["resource_id"], patient_id, None if start is None else _micros(start), _micros(datetime.now(UTC))),
+                (resource_id, patient_id, None if start is None else _micros(start), _micros(datetime.now(UTC))),
             )
             return plan.record
 

@@ -152,9 +152,8 @@ def patient_by_identifier(connection: sqlite3.Connection, system: str, value: st
     return None if row is None else str(row["patient_id"])
 
 
-def assign_user_slot(
-    connection: sqlite3.Connection, device_id: str, user_slot: int, patient_id: str, valid_from: datetime | None
-) -> None:
+def device_for(connection: sqlite3.Connection, device_id: str, patient_id: str) -> str:
+    """The device's resource id, once both it and the patient are known to exist."""
     device = connection.execute("SELECT resource_id FROM devices WHERE device_id = ?", (device_id,)).fetchone()
     if device is None:
         msg = f"no device {device_id!r}: add it first (pulsebridge devices add)"
@@ -162,9 +161,16 @@ def assign_user_slot(
     if connection.execute("SELECT 1 FROM patients WHERE id = ?", (patient_id,)).fetchone() is None:
         msg = f"no patient {patient_id!r}: add it first (pulsebridge patients add)"
         raise NotFoundError(msg)
+    return str(device["resource_id"])
+
+
+def assign_user_slot(
+    connection: sqlite3.Connection, device_id: str, user_slot: int, patient_id: str, valid_from: datetime | None
+) -> None:
+    resource_id = device_for(connection, device_id, patient_id)
     history = connection.execute(
         "SELECT id, patient_id, valid_from, valid_to FROM device_user_slots WHERE device_resource_id = ? AND user_slot = ?",
-        (device["resource_id"], user_slot),
+        (resource_id, user_slot),
     ).fetchall()
     current = next(
         (OpenAssignment(row["id"], row["patient_id"], instant(row["valid_from"])) for row in history if row["valid_to"] is None),
@@ -179,7 +185,7 @@ def assign_user_slot(
     connection.execute(
         "INSERT INTO device_user_slots (device_resource_id, user_slot, patient_id, valid_from, created_at) "
         "VALUES (?, ?, ?, ?, ?)",
-        (device["resource_id"], user_slot, patient_id, start, _now()),
+        (resource_id, user_slot, patient_id, start, _now()),
     )
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Self
 
 import asyncpg
 
-from device_adapters.errors import NotFoundError, RegistryError, StorageError, StorageUnavailableError
+from device_adapters.errors import RegistryError, StorageError, StorageUnavailableError
 from gateway.storage import timescale_access, timescale_vitals
 from gateway.storage.filters import (
     DEVICE_COLUMNS,
@@ -219,15 +219,7 @@ class TimescaleStore:
 
     async def assign_device(self, device_id: str, patient_id: str, valid_from: datetime | None) -> AssignmentRecord:
         async with _translated("assign a device"), self._pool.acquire() as connection, connection.transaction():
-            resource_id = await connection.fetchval(
-                "SELECT resource_id FROM devices WHERE device_id = $1 FOR UPDATE", device_id,
-            )  # fmt: skip
-            if resource_id is None:
-                msg = f"no device {device_id!r}: add it first (pulsebridge devices add)"
-                raise NotFoundError(msg)
-            if await connection.fetchval("SELECT 1 FROM patients WHERE id = $1", patient_id) is None:
-                msg = f"no patient {patient_id!r}: add it first (pulsebridge patients add)"
-                raise NotFoundError(msg)
+            resource_id = await timescale_access.lock_device_for(connection, device_id, patient_id)
             history = await connection.fetch(
                 "SELECT id, patient_id, valid_from, valid_to FROM device_assignments WHERE device_resource_id = $1",
                 resource_id,

@@ -6,6 +6,7 @@ Constraint violations become registry errors here, where the statement that brok
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -30,6 +31,7 @@ from gateway.storage.rows import (
     plan_assignment,
 )
 
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 _AUDIT_LOCK = 0x70756C7367  # one audit appender at a time, so the chain never forks
 _INSERT_AUDIT = """
 INSERT INTO audit_events (event_id, recorded_at, actor, action, entity, outcome, detail, patient_id, prev_hash, hash)
@@ -146,17 +148,25 @@ async def add_patient_identifier(pool: asyncpg.Pool, patient_id: str, system: st
         raise RegistryError(msg)
 
 
+async def lock_device_for(connection: Connection, device_id: str, patient_id: str) -> uuid.UUID:
+    """The device's resource id, locked until the transaction ends (assignments of one device go one at a time)."""
+    resource_id: uuid.UUID | None = await connection.fetchval(
+        "SELECT resource_id FROM devices WHERE device_id = $1 FOR UPDATE", device_id
+    )
+    if resource_id is None:
+        msg = f"no device {device_id!r}: add it first (pulsebridge devices add)"
+        raise NotFoundError(msg)
+    if await connection.fetchval("SELECT 1 FROM patients WHERE id = $1", patient_id) is None:
+        msg = f"no patient {patient_id!r}: add it first (pulsebridge patients add)"
+        raise NotFoundError(msg)
+    return resource_id
+
+
 async def assign_user_slot(
     pool: asyncpg.Pool, device_id: str, user_slot: int, patient_id: str, valid_from: datetime | None
 ) -> None:
     async with pool.acquire() as connection, connection.transaction():
-        resource_id = await connection.fetchval("SELECT resource_id FROM devices WHERE device_id = $1 FOR UPDATE", device_id)
-        if resource_id is None:
-            msg = f"no device {device_id!r}: add it first (pulsebridge devices add)"
-            raise NotFoundError(msg)
-        if await connection.fetchval("SELECT 1 FROM patients WHERE id = $1", patient_id) is None:
-            msg = f"no patient {patient_id!r}: add it first (pulsebridge patients add)"
-            raise NotFoundError(msg)
+        resource_id = await lock_device_for(connection, device_id, patient_id)
         history = await connection.fetch(
             "SELECT id, patient_id, valid_from, valid_to FROM device_user_slots WHERE device_resource_id = $1 AND user_slot = $2",
             resource_id, user_slot,
