@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
 from device_adapters.errors import PulseBridgeError
 from device_adapters.readings import DEVICE_ID_PATTERN
@@ -23,7 +23,6 @@ from gateway.cli_support import config_argument as _config_argument
 from gateway.pipeline import mapper_for
 from gateway.storage import ObservationStore
 
-T = TypeVar("T")
 _PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
