@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import orjson
 
-from device_adapters.readings import Delivery, RawFrame
+from device_adapters.readings import Delivery, FrameDecode, Quantity, RawFrame, Reading
 from edge_config import IngestSettings
 from fhir_mapper.validation import validate_resource
 from gateway.pipeline import IngestPipeline
@@ -79,3 +80,39 @@ async def test_topic_outside_the_native_scheme_is_quarantined(store: Observation
     (row,) = await store.list_quarantine(10)
     assert (row.reason, row.device_id, row.channel) == ("malformed_frame", None, frame.channel)
     assert acks == ["bad-topic"]
+
+
+class _SlotDecoder:
+    """A shared cuff's frame: one heart rate per user number in the payload (``-`` for none)."""
+
+    def device_id(self, frame: RawFrame) -> str:
+        return frame.channel
+
+    def decode(self, frame: RawFrame, device_id: str) -> FrameDecode:
+        users = [None if part == "-" else int(part) for part in frame.payload.decode().split(",")]
+        return FrameDecode(tuple(
+            Reading(device_id, "heart_rate", LENT + timedelta(minutes=i), quantity=Quantity(Decimal(60 + i), "/min"), index=i, user=user)
+            for i, user in enumerate(users)
+        ))  # fmt: skip
+
+
+async def test_user_slots_attribute_each_reading_to_its_slot_holder(store: ObservationStore) -> None:
+    await store.add_patient("mum", None, None)
+    await store.add_patient("dad", None, None)
+    await store.add_device("cuff-1", "cuff", None)
+    await store.assign_device("cuff-1", "mum", None)
+    await store.assign_user_slot("cuff-1", 1, "mum", None)
+    await store.assign_user_slot("cuff-1", 2, "dad", None)
+    pipeline = IngestPipeline(store, IngestSettings(), decoders={"ble": _SlotDecoder()})
+    acks: list[str] = []
+    frame = RawFrame("ble", "cuff-1", b"1,2,3,-", NOW)
+    result = await pipeline.store_until_committed([Delivery(frame, lambda: acks.append("cuff"))])
+    assert (result.inserted, result.quarantined) == (3, 1)
+    assert acks == ["cuff"]
+    mum = await store.search_observations(ObservationQuery(patient_id="mum", newest_first=False))
+    dad = await store.search_observations(ObservationQuery(patient_id="dad"))
+    assert [row.time for row in mum] == [LENT, LENT + timedelta(minutes=3)]  # user 1, and the reading without a user
+    assert [row.time for row in dad] == [LENT + timedelta(minutes=1)]
+    (unassigned,) = await store.list_quarantine(10)
+    assert (unassigned.reason, unassigned.item_index) == ("unpaired_device", 2)
+    assert "'cuff-1' user 3 was not assigned" in unassigned.detail
