@@ -3,6 +3,7 @@
 from edge_config.settings import (
     DEFAULT_CONFIG_PATH,
     ApiSettings,
+    AuthSettings,
     DatabaseSettings,
     GatewaySettings,
     HttpSettings,
@@ -15,6 +16,7 @@ from edge_config.settings import (
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "ApiSettings",
+    "AuthSettings",
     "DatabaseSettings",
     "GatewaySettings",
     "HttpSettings",

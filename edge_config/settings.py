@@ -186,6 +186,29 @@ class MaintenanceSettings(_Section):
     )
 
 
+class TrustedIssuerSettings(_Section):
+    """An OpenID Connect issuer whose bearer tokens the API accepts (Keycloak, Entra ID, an EHR's)."""
+
+    issuer: str = Field(min_length=1, description="the tokens' iss, exactly")
+    audience: str = Field(min_length=1, description="the aud the issuer puts in tokens meant for this gateway")
+    jwks_url: str = Field(pattern=r"^https?://", description="the issuer's JSON Web Key Set (jwks_uri of its discovery document)")
+    role_claim: str = Field(default="pulsebridge_role", min_length=1, description="claim naming the PulseBridge role")
+    patient_claim: str = Field(default="patient", min_length=1, description="claim naming the patient in context")
+
+
+class AuthSettings(_Section):
+    """Bearer tokens: the gateway's own (ES256) and those of trusted OpenID Connect issuers."""
+
+    issuer: str = Field(default="urn:pulsebridge:gateway", min_length=1, description="iss of the tokens this gateway issues")
+    audience: str = Field(default="urn:pulsebridge:api", min_length=1, description="aud of the tokens this API accepts")
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="the gateway's ES256 key (PEM), created there (mode 0600) on first start; "
+        "null: a key in memory, so tokens die with the process",
+    )
+    trusted_issuers: list[TrustedIssuerSettings] = Field(default_factory=list)
+
+
 class PlausibleRangeSettings(_Section):
     low: Decimal
     high: Decimal
@@ -207,6 +230,7 @@ class GatewaySettings(BaseSettings):
     api: ApiSettings = ApiSettings()
     ble: BleSettings = BleSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    auth: AuthSettings = AuthSettings()
     plausibility: dict[str, PlausibleRangeSettings] = Field(
         default_factory=dict,
         description="override a kind's plausible range: heart_rate, blood_pressure.systolic, blood_glucose (with unit)…",

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from zoneinfo import ZoneInfo
 
+import httpx
 from fastapi import FastAPI
 
 from device_adapters.ble.context import ClockBook
@@ -24,11 +25,14 @@ from edge_config import GatewaySettings
 from edge_config.mapping_templates import TemplateWatcher
 from gateway import __version__
 from gateway.api.admin import router as admin_router
+from gateway.api.audit_trail import install_audit_trail
+from gateway.api.audit_trail import router as audit_router
 from gateway.api.errors import install_error_handlers
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
 from gateway.api.registry import router as registry_router
 from gateway.api.vitals import router as vitals_router
+from gateway.auth.service import build_authenticator
 from gateway.maintenance import check_retention, maintenance_loop
 from gateway.pipeline import IngestPipeline, MqttFrameDecoder, decoders_for, mapper_for, mqtt_topic_filters
 from gateway.runtime import Runtime
@@ -73,7 +77,8 @@ def create_app(
             decoders = decoders_for(settings, clocks, templates)
             pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings), decoders)
             source = MqttSource(settings.mqtt, mqtt_topic_filters(settings, templates))
-            runtime = Runtime(settings, store, pipeline, source)
+            jwks_http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
+            runtime = Runtime(settings, store, pipeline, source, build_authenticator(settings.auth, jwks_http))
             app.state.runtime = runtime
             runtime.tasks.extend(
                 [
@@ -116,6 +121,8 @@ def create_app(
 
     app = FastAPI(title="PulseBridge", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
+    install_audit_trail(app)
+    app.include_router(audit_router)
     app.include_router(fhir_router)
     app.include_router(registry_router)
     app.include_router(health_router)

@@ -9,7 +9,7 @@ import re
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -18,6 +18,7 @@ from device_adapters.readings import DEVICE_ID_PATTERN
 from edge_config import GatewaySettings, load_settings
 from gateway import __version__
 from gateway.access_cli import ACCESS_COMMANDS, add_access_commands, run_access
+from gateway.auth.tokens import Role
 from gateway.cli_support import UsageError, with_store
 from gateway.cli_support import config_argument as _config_argument
 from gateway.pipeline import mapper_for
@@ -131,6 +132,15 @@ def _add_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _config_argument(maintenance.add_parser("run", help="run one pass now: refresh rollups, then apply retention"))
 
+    token = commands.add_parser("token", help="bearer tokens for the API").add_subparsers(dest="action", required=True)
+    issue = token.add_parser("issue", help="print a token signed with the gateway's key (auth.signing_key_file)")
+    issue.add_argument("subject", help="who the token is for: an account id, or a backend client's name")
+    issue.add_argument("--role", required=True, choices=[role.value for role in Role])
+    issue.add_argument("--scope", required=True, help='SMART scopes, e.g. "user/Observation.rs user/Patient.rs"')
+    issue.add_argument("--patient", help="the patient in context (a patient's own id)")
+    issue.add_argument("--minutes", type=int, default=60, help="lifetime (at most 60)")
+    _config_argument(issue)
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
@@ -171,7 +181,7 @@ def _dispatch(args: argparse.Namespace) -> None:
         case "migrate":
             with_store(load_settings(args.config), lambda store: store.migrate())
             print("migrations applied")
-        case "patients" | "devices" | "quarantine" | "mqtt" | "maintenance":
+        case "patients" | "devices" | "quarantine" | "mqtt" | "maintenance" | "token":
             _registry(args)
         case "decode":
             if args.action == "gatt":
@@ -311,6 +321,16 @@ def _run_maintenance(settings: GatewaySettings, _: argparse.Namespace) -> None:
     )
 
 
+def _issue_token(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    from gateway.auth.tokens import LocalIssuer
+
+    if settings.auth.signing_key_file is None:
+        raise UsageError("auth.signing_key_file is not set: the gateway's key is in its memory, so no token can be made here")
+    issuer = LocalIssuer.from_key_file(settings.auth.issuer, settings.auth.audience, settings.auth.signing_key_file)
+    lifetime = timedelta(minutes=args.minutes)
+    print(issuer.issue(args.subject, Role(args.role), args.scope, patient_id=args.patient, lifetime=lifetime))
+
+
 _REGISTRY_COMMANDS: dict[tuple[str, str], Callable[[GatewaySettings, argparse.Namespace], None]] = {
     ("patients", "add"): _add_patient,
     ("patients", "list"): _list_patients,
@@ -322,6 +342,7 @@ _REGISTRY_COMMANDS: dict[tuple[str, str], Callable[[GatewaySettings, argparse.Na
     ("quarantine", "replay"): _replay_quarantine,
     ("mqtt", "credentials"): _mqtt_credentials,
     ("maintenance", "run"): _run_maintenance,
+    ("token", "issue"): _issue_token,
 }
 
 

@@ -22,8 +22,9 @@ from amqtt.broker import Broker
 from device_adapters.errors import RegistryError
 from device_adapters.mqtt.publisher import ReadingPublisher
 from device_adapters.simulator.vitals import PROFILES, SimulatedDevice, VitalsSimulator
-from edge_config import DatabaseSettings, GatewaySettings, HttpSettings, IngestSettings, MqttSettings
+from edge_config import AuthSettings, DatabaseSettings, GatewaySettings, HttpSettings, IngestSettings, MqttSettings
 from gateway.app import create_app
+from gateway.auth.tokens import Role
 from gateway.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ def free_port() -> int:
         return port
 
 
+DEMO_ADMIN_SCOPE = "user/*.cruds"
+DEMO_PATIENT_SCOPE = "patient/Observation.rs patient/Patient.rs patient/Device.rs"
+
+
 def demo_settings(http_port: int, mqtt_port: int, data_dir: Path) -> GatewaySettings:
     return GatewaySettings(
         database=DatabaseSettings(url=f"sqlite:///{data_dir / 'pulsebridge-demo.db'}"),
@@ -45,6 +50,7 @@ def demo_settings(http_port: int, mqtt_port: int, data_dir: Path) -> GatewaySett
         mqtt=MqttSettings(port=mqtt_port, protocol="3.1.1", client_id="pulsebridge-demo-gateway"),
         http=HttpSettings(port=http_port),
         ingest=IngestSettings(batch_wait_ms=20),
+        auth=AuthSettings(signing_key_file=data_dir / "signing-key.pem"),
     )
 
 
@@ -108,15 +114,19 @@ async def run_demo(http_port: int, data_dir: Path | None, patient_count: int, in
         while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn offers no "started" event
             await asyncio.sleep(0.05)
         if server.started:
-            _announce(http_port, patients, data_dir)
+            _announce(http_port, patients, data_dir, app.state.runtime)
         try:
             await serving
         finally:
             await broker.shutdown()
 
 
-def _announce(http_port: int, patients: tuple[tuple[str, str], ...], data_dir: Path) -> None:
+def _announce(http_port: int, patients: tuple[tuple[str, str], ...], data_dir: Path, runtime: Runtime) -> None:
     base = f"http://127.0.0.1:{http_port}"
+    local = runtime.auth.local
+    first = patients[0][0]
+    admin = local.issue("demo-admin", Role.ADMIN, DEMO_ADMIN_SCOPE)
+    patient = local.issue(first, Role.PATIENT, DEMO_PATIENT_SCOPE, patient_id=first)
     lines = [
         "PulseBridge demo is running (Ctrl-C stops it).",
         f"  FHIR API:      {base}/fhir/metadata",
@@ -124,5 +134,10 @@ def _announce(http_port: int, patients: tuple[tuple[str, str], ...], data_dir: P
         *(f"                 {base}/fhir/Observation?patient={patient_id}  ({name})" for patient_id, name in patients[1:]),
         f"  Health:        {base}/healthz",
         f"  Store:         {data_dir / 'pulsebridge-demo.db'}",
+        "Bearer tokens (one hour; `pulsebridge token issue` with",
+        f"PULSEBRIDGE_AUTH__SIGNING_KEY_FILE={data_dir / 'signing-key.pem'} makes more):",
+        f"  Admin token:   {admin}",
+        f"  Patient token: {patient}  ({first}, own readings only)",
+        f'  Try:           curl -H "Authorization: Bearer $TOKEN" "{base}/fhir/Observation?patient={first}"',
     ]
     print("\n".join(lines), flush=True)  # noqa: T201 - the demo's output is for the person running it

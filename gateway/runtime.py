@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from device_adapters.mqtt.source import MqttSource
 from edge_config import GatewaySettings
+from gateway.auth.service import Authenticator
 from gateway.pipeline import IngestPipeline
 from gateway.storage import ObservationStore
 
@@ -17,6 +18,7 @@ class Runtime:
     store: ObservationStore
     pipeline: IngestPipeline
     source: MqttSource
+    auth: Authenticator
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def stopped_tasks(self) -> list[str]:

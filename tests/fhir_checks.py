@@ -30,8 +30,9 @@ async def check_fhir_response_async(response: httpx.Response) -> None:
     check_fhir_response(response)
 
 
-def checking_client(base_url: str, timeout: float) -> httpx.Client:
-    return httpx.Client(base_url=base_url, timeout=timeout, event_hooks={"response": [_read_and_check]})
+def checking_client(base_url: str, timeout: float, token: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=base_url, timeout=timeout, headers=headers, event_hooks={"response": [_read_and_check]})
 
 
 def _read_and_check(response: httpx.Response) -> None:

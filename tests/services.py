@@ -21,7 +21,12 @@ from pathlib import Path
 
 import httpx
 
+from edge_config import AuthSettings
+from gateway.auth.tokens import LocalIssuer, Role
+
 ADMIN_DSN = os.environ.get("PULSEBRIDGE_TEST_ADMIN_DSN", "postgresql:///postgres?host=/var/run/postgresql")
+ADMIN_SCOPE = "user/*.cruds"
+"""What the tests' administrator may do: everything, for every patient."""
 SERVICES_HINT = "run `make test` (scripts/setup-services.sh installs and starts TimescaleDB and Mosquitto)"
 
 
@@ -81,10 +86,12 @@ class GatewayProcess:
 
     def __init__(self, folder: Path, env: Mapping[str, str]) -> None:
         self.http_port = free_port()
+        self.signing_key_file = folder / "signing-key.pem"
         self._env = {
             **os.environ,
             "PULSEBRIDGE_HTTP__PORT": str(self.http_port),
             "PULSEBRIDGE_INGEST__BATCH_WAIT_MS": "10",
+            "PULSEBRIDGE_AUTH__SIGNING_KEY_FILE": str(self.signing_key_file),
             **env,
         }
         self._log_path = folder / f"gateway-{self.http_port}.log"
@@ -110,6 +117,12 @@ class GatewayProcess:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"gateway not healthy within {timeout} s:\n{self.log()}")
+
+    def token(self, role: Role = Role.ADMIN, scope: str = ADMIN_SCOPE, patient_id: str | None = None) -> str:
+        """A bearer token signed with the gateway's own key (the file it shares with the tests)."""
+        settings = AuthSettings()
+        issuer = LocalIssuer.from_key_file(settings.issuer, settings.audience, self.signing_key_file)
+        return issuer.issue(f"test-{role}", role, scope, patient_id=patient_id)
 
     @property
     def pid(self) -> int | None:

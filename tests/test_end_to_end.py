@@ -24,7 +24,7 @@ PATIENT = "e2e-patient"
 class Stack:
     def __init__(self, gateway: GatewayProcess, broker_port: int, env: dict[str, str]) -> None:
         self.gateway, self.broker_port, self.env = gateway, broker_port, env
-        self.http = checking_client(gateway.base_url, timeout=10)
+        self.http = checking_client(gateway.base_url, timeout=10, token=gateway.token())
 
     def publish(self, device_id: str, payload: str | bytes, *, payload_format: str = "readings") -> None:
         """Publish with the real ``mosquitto_pub`` client, QoS 1."""

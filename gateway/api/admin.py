@@ -1,4 +1,4 @@
-"""Operations API: the quarantine inbox and replays (access control arrives with the roles issue)."""
+"""Operations API: the quarantine inbox and replays, for administrators and backend systems."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 
 from device_adapters.jsonwire import dumps
+from gateway.api.access import CallerDep, require_admin
 from gateway.api.fhir import RuntimeDep
 from gateway.quarantine import replay
 from gateway.storage import QuarantineRow
@@ -29,14 +30,19 @@ def _row(row: QuarantineRow) -> dict[str, object]:
 
 @router.get("/quarantine")
 async def list_quarantine(
-    rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50, reason: Annotated[str | None, Query(max_length=64)] = None
+    rt: RuntimeDep,
+    principal: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    reason: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
+    require_admin(principal)
     rows = await rt.store.list_quarantine(limit, reason)
     return Response(dumps([_row(row) for row in rows]), media_type="application/json")
 
 
 @router.get("/quarantine/{row_id}")
-async def show_quarantine(row_id: int, rt: RuntimeDep) -> Response:
+async def show_quarantine(row_id: int, rt: RuntimeDep, principal: CallerDep) -> Response:
+    require_admin(principal)
     row = await rt.store.get_quarantine(row_id)
     if row is None:
         raise HTTPException(404, f"no quarantine row {row_id}")
@@ -44,7 +50,8 @@ async def show_quarantine(row_id: int, rt: RuntimeDep) -> Response:
 
 
 @router.post("/quarantine/{row_id}/replay")
-async def replay_quarantine(row_id: int, rt: RuntimeDep) -> Response:
+async def replay_quarantine(row_id: int, rt: RuntimeDep, principal: CallerDep) -> Response:
+    require_admin(principal)
     row = await rt.store.get_quarantine(row_id)
     if row is None:
         raise HTTPException(404, f"no quarantine row {row_id}")

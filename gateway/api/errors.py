@@ -12,10 +12,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from device_adapters.errors import StorageError
 from device_adapters.jsonwire import dumps
 from fhir_mapper.resources import FHIR_JSON, Issue, operation_outcome
+from gateway.api.access import AccessError, NotAuthenticatedError
 from gateway.api.search import SearchError, UnsupportedModifierError, UnsupportedSearchError
 
 logger = logging.getLogger(__name__)
 
+_ACCESS_CODES = {401: "login", 403: "forbidden", 404: "not-found"}
 _ISSUE_CODE = {400: "invalid", 404: "not-found", 405: "not-supported", 406: "not-supported", 413: "too-costly", 503: "transient"}
 
 
@@ -31,6 +33,13 @@ def install_error_handlers(app: FastAPI) -> None:
         unsupported = isinstance(exc, (UnsupportedSearchError, UnsupportedModifierError))
         return outcome_response(400, str(exc), code="not-supported" if unsupported else None)
 
+    async def access_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AccessError)  # noqa: S101 - registered for this type only
+        response = outcome_response(exc.status, str(exc), code=_ACCESS_CODES[exc.status])
+        if isinstance(exc, NotAuthenticatedError):  # RFC 6750: say which scheme, and that the token (if any) was refused
+            response.headers["WWW-Authenticate"] = 'Bearer realm="PulseBridge", error="invalid_token"'
+        return response
+
     async def validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
@@ -45,6 +54,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return outcome_response(503, "the observation store is unavailable; try again shortly")
 
     app.add_exception_handler(SearchError, search_error)
+    app.add_exception_handler(AccessError, access_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(StorageError, storage_error)

@@ -1,4 +1,4 @@
-"""``/healthz``: the database, the broker connection and the ingest counters."""
+"""``/healthz`` (database, broker, ingest counters), ``/metrics`` and the public signing key: no token needed."""
 
 from __future__ import annotations
 
@@ -38,6 +38,12 @@ async def healthz(rt: RuntimeDep) -> Response:
         },
     }
     return Response(dumps(body), status_code=200 if healthy else 503, media_type="application/json")
+
+
+@router.get("/.well-known/jwks.json", include_in_schema=False)
+async def jwks(rt: RuntimeDep) -> Response:
+    """The public key of the tokens this gateway issues, for services that verify them."""
+    return Response(dumps(rt.auth.local.jwks()), media_type="application/json")
 
 
 @router.get("/metrics", include_in_schema=False)

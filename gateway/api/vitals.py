@@ -21,7 +21,9 @@ from fastapi.responses import Response, StreamingResponse
 
 from device_adapters.jsonwire import dumps
 from fhir_mapper.catalogue import CATALOGUE
+from gateway.api.access import CallerDep, ForbiddenError, HiddenError, patient_access, scope_kinds
 from gateway.api.fhir import RuntimeDep
+from gateway.auth.scopes import Interaction
 from gateway.storage import ExportQuery, ExportRow, ObservationStore, VitalsBucket, VitalsQuery
 
 router = APIRouter(prefix="/api/v1", tags=["vitals"])
@@ -124,6 +126,7 @@ def _bucket_json(bucket: VitalsBucket) -> dict[str, object]:
 async def vitals(
     patient_id: str,
     rt: RuntimeDep,
+    principal: CallerDep,
     *,
     kind: Annotated[str, Query(max_length=64)],
     start: Annotated[str | None, Query(alias="from")] = None,
@@ -139,6 +142,12 @@ async def vitals(
         bucket,
         max_buckets=rt.settings.api.max_vitals_buckets,
     )
+    access = await patient_access(rt, principal, "Observation", Interaction.SEARCH)
+    allowed = (
+        scope_kinds(access.queries_for(query.patient_id), rt.settings.api) if access.reaches(query.patient_id) else frozenset()
+    )
+    if allowed is not None and query.kind not in allowed:
+        raise HiddenError(f"Patient/{query.patient_id} has no {query.kind} readings this token may read")
     series = await rt.store.vitals_series(query)
     body = {
         "patient": query.patient_id, "kind": query.kind, "from": query.start.isoformat(), "to": query.end.isoformat(),
@@ -166,6 +175,7 @@ async def _stream(
 async def export(
     patient_id: str,
     rt: RuntimeDep,
+    principal: CallerDep,
     *,
     output_format: Annotated[str, Query(alias="format", max_length=64)] = "ndjson",
     since: Annotated[str | None, Query(alias="_since")] = None,
@@ -182,6 +192,12 @@ async def export(
     )  # fmt: skip
     if query.start is not None and query.end is not None and query.start >= query.end:
         raise HTTPException(400, "from must be before to")
+    access = await patient_access(rt, principal, "Observation", Interaction.SEARCH)
+    if not access.reaches(query.patient_id):
+        raise HiddenError(f"Patient/{query.patient_id} is not known")
+    if scope_kinds(access.queries_for(query.patient_id), rt.settings.api) is not None:
+        # An export carries every kind; a token limited to some (category=vital-signs) uses search instead.
+        raise ForbiddenError("this token's scopes cover only some readings: export needs unrestricted Observation access")
     # The first page is read before the response starts, so an unavailable store is still a 503 OperationOutcome.
     first = await rt.store.export_page(query)
     return StreamingResponse(_stream(rt.store, query, first, export_format), media_type=export_format.media_type)

@@ -10,12 +10,14 @@ the check, never the token.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -75,7 +77,10 @@ class LocalIssuer:
 
     @classmethod
     def from_pem(cls, issuer: str, audience: str, pem: bytes) -> LocalIssuer:
-        key = serialization.load_pem_private_key(pem, password=None)
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except ValueError as exc:
+            raise TokenError("the local signing key is not a PEM private key") from exc
         if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
             raise TokenError("the local signing key must be an EC P-256 private key (ES256)")
         return cls(issuer, audience, key)
@@ -83,6 +88,23 @@ class LocalIssuer:
     @classmethod
     def generate(cls, issuer: str, audience: str) -> LocalIssuer:
         return cls(issuer, audience, ec.generate_private_key(ec.SECP256R1()))
+
+    @classmethod
+    def from_key_file(cls, issuer: str, audience: str, path: Path) -> LocalIssuer:
+        """The key in ``path``; a new one is written there first (owner-only) when the file is missing."""
+        try:
+            return cls.from_pem(issuer, audience, path.read_bytes())
+        except FileNotFoundError:
+            pass
+        created = cls.generate(issuer, audience)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it meanwhile: use theirs
+            return cls.from_pem(issuer, audience, path.read_bytes())
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(created.pem())
+        return created
 
     def pem(self) -> bytes:
         return self.private_key.private_bytes(
