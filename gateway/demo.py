@@ -40,7 +40,7 @@ def free_port() -> int:
 
 
 DEMO_ADMIN_SCOPE = "user/*.cruds"
-DEMO_PATIENT_SCOPE = "patient/Observation.rs patient/Patient.rs patient/Device.rs"
+DEMO_PATIENT_SCOPE = "patient/Observation.rs patient/Patient.rs patient/Device.cruds"
 
 
 def demo_settings(http_port: int, mqtt_port: int, data_dir: Path) -> GatewaySettings:

@@ -10,18 +10,20 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from device_adapters.errors import PulseBridgeError
+from device_adapters.errors import NotFoundError, PulseBridgeError
 from edge_config import ApiSettings
 from fhir_mapper.catalogue import CATALOGUE
 from gateway.api.search import SearchError, parse_observation_search
+from gateway.auth.pairing import device_token_hash, parse_device_token
 from gateway.auth.policy import Access, Relationships, accesses
-from gateway.auth.scopes import Interaction, resource_matches
+from gateway.auth.scopes import Interaction, parse_scopes, resource_matches
 from gateway.auth.tokens import Principal, Role, TokenError
 from gateway.runtime import Runtime
 
@@ -42,6 +44,24 @@ class ForbiddenError(AccessError):
     status = 403
 
 
+class RefusedError(AccessError):
+    """A request the caller may make, with something wrong in it (a pairing code that is not valid)."""
+
+    status = 400
+
+
+class ConflictError(AccessError):
+    status = 409
+
+
+class ThrottledError(AccessError):
+    status = 429
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class HiddenError(AccessError):
     """Someone else's resource: answered exactly like a missing one."""
 
@@ -58,12 +78,34 @@ async def caller(request: Request) -> Principal:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticatedError("a bearer token is required (Authorization: Bearer <token>)")
-    try:
-        principal = await _runtime(request).auth.verifier.verify(token.strip())
-    except TokenError as exc:
-        raise NotAuthenticatedError(str(exc)) from exc
+    runtime, token = _runtime(request), token.strip()
+    device_token = parse_device_token(token)
+    if device_token is not None:
+        principal = await _device_principal(runtime, *device_token)
+    else:
+        try:
+            principal = await runtime.auth.verifier.verify(token)
+        except TokenError as exc:
+            raise NotAuthenticatedError(str(exc)) from exc
     request.state.principal = principal
     return principal
+
+
+DEVICE_SCOPES = parse_scopes("system/Observation.c")
+DEVICE_CREDENTIAL_ISSUER = "urn:pulsebridge:device-credential"
+
+
+async def _device_principal(runtime: Runtime, device_id: str, secret: str) -> Principal:
+    """A device's own API token (from pairing): checked against the hashes the store keeps, revocation included."""
+    try:
+        credentials = await runtime.store.device_credentials(device_id)
+    except NotFoundError:
+        credentials = []
+    presented = device_token_hash(secret)
+    live = [credential.secret_hash for credential in credentials if credential.kind == "api-token" and not credential.revoked_at]
+    if not any(hmac.compare_digest(stored, presented) for stored in live):
+        raise NotAuthenticatedError("the device token is not valid (unknown, revoked or wrong)")
+    return Principal(device_id, Role.DEVICE, DEVICE_SCOPES, DEVICE_CREDENTIAL_ISSUER)
 
 
 CallerDep = Annotated[Principal, Depends(caller)]

@@ -51,6 +51,9 @@ _ACTIONS: Mapping[str, AuditAction] = {
     "list_quarantine": AuditAction.SEARCH,
     "show_quarantine": AuditAction.READ,
     "replay_quarantine": AuditAction.UPDATE,
+    "create_pairing_code": AuditAction.PAIR,
+    "redeem_pairing_code": AuditAction.PAIR,
+    "unpair_device": AuditAction.UNPAIR,
 }
 
 

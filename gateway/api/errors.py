@@ -12,12 +12,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from device_adapters.errors import StorageError
 from device_adapters.jsonwire import dumps
 from fhir_mapper.resources import FHIR_JSON, Issue, operation_outcome
-from gateway.api.access import AccessError, NotAuthenticatedError
+from gateway.api.access import AccessError, NotAuthenticatedError, ThrottledError
 from gateway.api.search import SearchError, UnsupportedModifierError, UnsupportedSearchError
 
 logger = logging.getLogger(__name__)
 
-_ACCESS_CODES = {401: "login", 403: "forbidden", 404: "not-found"}
+_ACCESS_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 409: "conflict", 429: "throttled"}
 _ISSUE_CODE = {400: "invalid", 404: "not-found", 405: "not-supported", 406: "not-supported", 413: "too-costly", 503: "transient"}
 
 
@@ -38,6 +38,8 @@ def install_error_handlers(app: FastAPI) -> None:
         response = outcome_response(exc.status, str(exc), code=_ACCESS_CODES[exc.status])
         if isinstance(exc, NotAuthenticatedError):  # RFC 6750: say which scheme, and that the token (if any) was refused
             response.headers["WWW-Authenticate"] = 'Bearer realm="PulseBridge", error="invalid_token"'
+        if isinstance(exc, ThrottledError):
+            response.headers["Retry-After"] = str(exc.retry_after_seconds)
         return response
 
     async def validation_error(_: Request, exc: Exception) -> Response:

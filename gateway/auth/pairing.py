@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import secrets
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+import segno
 
 PAIRING_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 CODE_LENGTH = 8
@@ -103,3 +106,43 @@ class AttemptThrottle:
             # Still full of active keys: the oldest go, so a flood of addresses cannot grow memory.
             for key in sorted(self._failures, key=lambda k: self._failures[k][-1])[: self._max_keys // 10]:
                 del self._failures[key]
+
+
+DEVICE_TOKEN_PREFIX = "pbd."  # noqa: S105 - a format marker, not a secret
+
+
+def new_device_token(device_id: str) -> tuple[str, str]:
+    """A device's API token and the hash the store keeps (the token is shown once, never stored).
+
+    ``pbd.<device id>.<256 random bits>``: the device id says whose credentials to check, the
+    secret is compared by its SHA-256 (random secrets need no slow hash).
+    """
+    secret = secrets.token_urlsafe(32)
+    return f"{DEVICE_TOKEN_PREFIX}{device_id}.{secret}", device_token_hash(secret)
+
+
+def device_token_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_device_token(token: str) -> tuple[str, str] | None:
+    """(device id, secret) of a device token, or None if it is not one."""
+    if not token.startswith(DEVICE_TOKEN_PREFIX):
+        return None
+    device_id, dot, secret = token[len(DEVICE_TOKEN_PREFIX) :].rpartition(".")
+    return (device_id, secret) if dot and device_id and secret else None
+
+
+def pairing_key(signing_key_pem: bytes) -> bytes:
+    """The HMAC key of pairing-code digests, derived from the gateway's signing key.
+
+    Codes then die with the key, like the tokens it signs (an in-memory key: at restart).
+    """
+    return hmac.new(signing_key_pem, b"pulsebridge pairing codes v1", hashlib.sha256).digest()
+
+
+def qr_svg(text: str) -> str:
+    """The text as a QR code (SVG), for a phone or a hub's camera."""
+    image = io.BytesIO()
+    segno.make(text, error="m").save(image, kind="svg", scale=4, border=2)
+    return image.getvalue().decode()

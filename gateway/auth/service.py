@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from edge_config import AuthSettings
+from gateway.auth.pairing import AttemptThrottle, pairing_key
 from gateway.auth.tokens import ClaimNames, LocalIssuer, TokenError, TokenVerifier, TrustedIssuer
 
 
@@ -16,6 +17,10 @@ from gateway.auth.tokens import ClaimNames, LocalIssuer, TokenError, TokenVerifi
 class Authenticator:
     local: LocalIssuer
     verifier: TokenVerifier
+    pairing_key: bytes
+    """HMAC key of stored pairing-code digests."""
+    pairing_throttle: AttemptThrottle = field(default_factory=AttemptThrottle)
+    """Failed redemptions per source address and per device id."""
 
 
 def build_authenticator(settings: AuthSettings, http: httpx.AsyncClient) -> Authenticator:
@@ -33,7 +38,7 @@ def build_authenticator(settings: AuthSettings, http: httpx.AsyncClient) -> Auth
         )
         for issuer in settings.trusted_issuers
     )
-    return Authenticator(local, TokenVerifier(local, trusted))
+    return Authenticator(local, TokenVerifier(local, trusted), pairing_key(local.pem()))
 
 
 def _jwks_fetcher(http: httpx.AsyncClient, url: str) -> Callable[[], Awaitable[Mapping[str, Any]]]:

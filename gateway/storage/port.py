@@ -408,6 +408,10 @@ class ObservationStore(Protocol):
 
     async def assign_device(self, device_id: str, patient_id: str, valid_from: datetime | None) -> AssignmentRecord: ...
 
+    async def end_assignment(self, device_id: str, at: datetime) -> bool:
+        """Close the device's open assignment at ``at`` (unpairing): later readings belong to nobody."""
+        ...
+
     async def registrations(self, device_ids: Collection[str]) -> dict[str, DeviceRegistration]: ...
 
     async def write_batch(

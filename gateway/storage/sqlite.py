@@ -266,6 +266,17 @@ class SqliteStore:
 
         return await self._transaction("assign a device", work)
 
+    async def end_assignment(self, device_id: str, at: datetime) -> bool:
+        def work(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                "UPDATE device_assignments SET valid_to = ? WHERE valid_to IS NULL AND (valid_from IS NULL OR valid_from < ?) "
+                "AND device_resource_id = (SELECT resource_id FROM devices WHERE device_id = ?)",
+                (_micros(at), _micros(at), device_id),
+            )
+            return cursor.rowcount > 0
+
+        return await self._transaction("end an assignment", work)
+
     async def registrations(self, device_ids: Collection[str]) -> dict[str, DeviceRegistration]:
         wanted = list(device_ids)
         if not wanted:

@@ -240,6 +240,15 @@ class TimescaleStore:
             )  # fmt: skip
         return plan.record
 
+    async def end_assignment(self, device_id: str, at: datetime) -> bool:
+        async with _translated("end an assignment"), self._pool.acquire() as connection:
+            status = await connection.execute(
+                "UPDATE device_assignments a SET valid_to = $2 FROM devices d WHERE d.device_id = $1 "
+                "AND a.device_resource_id = d.resource_id AND a.valid_to IS NULL AND (a.valid_from IS NULL OR a.valid_from < $2)",
+                device_id, at,
+            )  # fmt: skip
+        return status != "UPDATE 0"
+
     async def registrations(self, device_ids: Collection[str]) -> dict[str, DeviceRegistration]:
         wanted = list(device_ids)
         async with _translated("resolve devices"), self._pool.acquire() as connection:
