@@ -41,6 +41,9 @@ def free_port() -> int:
 
 DEMO_ADMIN_SCOPE = "user/*.cruds"
 DEMO_PATIENT_SCOPE = "patient/Observation.rs patient/Patient.rs patient/Device.cruds"
+DEMO_PRACTITIONER_SCOPE = "user/Observation.rs user/Patient.rs user/Device.cruds"
+DEMO_PRACTITIONER = "demo-dr"
+DEMO_TEAM = "demo-team"
 
 
 def demo_settings(http_port: int, mqtt_port: int, data_dir: Path) -> GatewaySettings:
@@ -59,6 +62,11 @@ def _devices_of(patient_id: str) -> tuple[SimulatedDevice, ...]:
 
 
 async def _seed(runtime: Runtime, patients: tuple[tuple[str, str], ...]) -> None:
+    store = runtime.store
+    with contextlib.suppress(RegistryError):  # a reused --data-dir already has the team
+        await store.add_account(DEMO_PRACTITIONER, "practitioner", "Dr. Demo", None)
+        await store.add_care_team(DEMO_TEAM, "Demo care team")
+        await store.add_care_team_member(DEMO_TEAM, DEMO_PRACTITIONER)
     for patient_id, name in patients:
         with contextlib.suppress(RegistryError):  # a reused --data-dir already has them
             await runtime.store.add_patient(patient_id, name, None)
@@ -66,6 +74,7 @@ async def _seed(runtime: Runtime, patients: tuple[tuple[str, str], ...]) -> None
             with contextlib.suppress(RegistryError):
                 await runtime.store.add_device(device.device_id, device.profile.name, device.profile.display)
             await runtime.store.assign_device(device.device_id, patient_id, None)
+        await store.add_care_team_patient(DEMO_TEAM, patient_id)
 
 
 async def _simulate(mqtt_port: int, patients: tuple[tuple[str, str], ...], interval: float) -> None:
@@ -127,6 +136,7 @@ def _announce(http_port: int, patients: tuple[tuple[str, str], ...], data_dir: P
     first = patients[0][0]
     admin = local.issue("demo-admin", Role.ADMIN, DEMO_ADMIN_SCOPE)
     patient = local.issue(first, Role.PATIENT, DEMO_PATIENT_SCOPE, patient_id=first)
+    practitioner = local.issue(DEMO_PRACTITIONER, Role.PRACTITIONER, DEMO_PRACTITIONER_SCOPE)
     lines = [
         "PulseBridge demo is running (Ctrl-C stops it).",
         f"  FHIR API:      {base}/fhir/metadata",
@@ -137,6 +147,7 @@ def _announce(http_port: int, patients: tuple[tuple[str, str], ...], data_dir: P
         "Bearer tokens (one hour; `pulsebridge token issue` with",
         f"PULSEBRIDGE_AUTH__SIGNING_KEY_FILE={data_dir / 'signing-key.pem'} makes more):",
         f"  Admin token:   {admin}",
+        f"  Practitioner token: {practitioner}  ({DEMO_PRACTITIONER}, the demo care team's patients)",
         f"  Patient token: {patient}  ({first}, own readings only)",
         f'  Try:           curl -H "Authorization: Bearer $TOKEN" "{base}/fhir/Observation?patient={first}"',
     ]

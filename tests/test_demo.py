@@ -23,7 +23,7 @@ def test_demo_serves_simulated_observations(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         started = time.monotonic()
-        url = token = patient_token = None
+        url = token = patient_token = practitioner_token = None
         while (url is None or patient_token is None) and time.monotonic() - started < 60:
             assert demo.poll() is None, (tmp_path / "demo.log").read_text()
             printed = (tmp_path / "demo.log").read_text()
@@ -31,6 +31,8 @@ def test_demo_serves_simulated_observations(tmp_path: Path) -> None:
             url = match.group(1) if match else None
             admin, patient = re.search(r"Admin token:\s+(\S+)", printed), re.search(r"Patient token:\s+(\S+)", printed)
             token, patient_token = (admin.group(1) if admin else None), (patient.group(1) if patient else None)
+            doctor = re.search(r"Practitioner token:\s+(\S+)", printed)
+            practitioner_token = doctor.group(1) if doctor else None
             time.sleep(0.1)
         assert url is not None, "the demo never printed its URL"
         assert token is not None
@@ -54,6 +56,8 @@ def test_demo_serves_simulated_observations(tmp_path: Path) -> None:
         assert own["entry"]
         other = url.replace("demo-ada", "demo-grace")
         assert "entry" not in httpx.get(other, headers={"Authorization": f"Bearer {patient_token}"}, timeout=5).json()
+        # The practitioner's care team holds every demo patient.
+        assert httpx.get(other, headers={"Authorization": f"Bearer {practitioner_token}"}, timeout=5).json()["entry"]
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["status"] == "pass"
     finally:
         demo.terminate()
