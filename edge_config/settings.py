@@ -83,6 +83,19 @@ class MqttSettings(_Section):
         default=None,
         description="declarative payload mappings (see edge_config/defaults/templates.example.yaml); reloaded on change",
     )
+    managed_password_file: Path | None = Field(
+        default=None,
+        description="the broker's password_file, rewritten by the gateway when a device is paired with an MQTT "
+        "password or unpaired (then the broker is told to reload: revoked devices are cut off at once)",
+    )
+    static_password_file: Path | None = Field(
+        default=None,
+        description="password lines copied first into managed_password_file: the gateway's own users "
+        "(from `pulsebridge mqtt credentials`)",
+    )
+    broker_pid_file: Path | None = Field(
+        default=None, description="the broker's pid_file: it gets SIGHUP (reload) after each rewrite"
+    )
     theengs_base_topic: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_-]+$",

@@ -14,6 +14,7 @@ from device_adapters.jsonwire import dumps
 from fhir_mapper.resources import FHIR_JSON, Issue, operation_outcome
 from gateway.api.access import AccessError, NotAuthenticatedError, ThrottledError
 from gateway.api.search import SearchError, UnsupportedModifierError, UnsupportedSearchError
+from gateway.mqtt_credentials import CredentialsError
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,12 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.warning("request failed: %s", exc)
         return outcome_response(503, "the observation store is unavailable; try again shortly")
 
+    async def broker_error(_: Request, exc: Exception) -> Response:
+        logger.warning("broker credentials: %s", exc)
+        return outcome_response(503, str(exc))
+
     app.add_exception_handler(SearchError, search_error)
+    app.add_exception_handler(CredentialsError, broker_error)
     app.add_exception_handler(AccessError, access_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

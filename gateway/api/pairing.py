@@ -4,18 +4,20 @@
   the patient; answers the code (``BCDF-GHJK``, 10 minutes, single use) as text and QR code.
 - ``POST /api/v1/pairing/redeem`` — no token: the code is the proof. The device is registered
   if new and assigned to the patient, and receives its own API token, once (only its hash is
-  kept). Failed attempts are throttled per source address and per device id (429 with
+  kept) — or, with ``"credential": "mqtt"``, its broker user and password, written to the
+  broker's password file. Failed attempts are throttled per source address and per device id (429 with
   Retry-After); a device paired to another patient is refused until it is unpaired.
 - ``DELETE /api/v1/devices/{device_id}/pairing`` — unpairing: the device's credentials are
-  revoked (its token fails at once) and its assignment ends now, so later readings are not
-  attributed to the patient.
+  revoked (its token fails at once, and the broker reloads its password file, which cuts a live
+  MQTT session) and its assignment ends now, so later readings are not attributed to the patient.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from device_adapters.errors import RegistryError
 from device_adapters.jsonwire import dumps
+from device_adapters.mqtt.native import topic_for
 from device_adapters.readings import DEVICE_ID_PATTERN
 from gateway.api.access import (
     CallerDep,
@@ -45,6 +48,8 @@ from gateway.auth.pairing import (
     qr_svg,
 )
 from gateway.auth.scopes import Interaction
+from gateway.mqtt_sync import BROKER_CREDENTIAL_KIND, password_hash, sync_broker_passwords
+from gateway.runtime import Runtime
 from gateway.storage import PatientQuery
 
 router = APIRouter(prefix="/api/v1", tags=["pairing"])
@@ -65,6 +70,9 @@ class RedeemRequest(BaseModel):
     device_id: str = Field(pattern=f"^{DEVICE_ID_PATTERN.pattern}$", description="the device's own id (serial, MAC)")
     kind: str | None = Field(default=None, pattern=_NAME)
     display_name: str | None = Field(default=None, max_length=128)
+    credential: Literal["api-token", "mqtt"] = Field(
+        default="api-token", description="an API token (HTTP ingest) or a broker password (MQTT)"
+    )
 
 
 def _json(body: object, status: int) -> Response:
@@ -116,10 +124,23 @@ async def redeem_pairing_code(http: Request, rt: RuntimeDep, request: RedeemRequ
         # Taking over a device that reports for someone else is how readings reach the wrong record.
         raise ConflictError(f"device {request.device_id!r} is paired to another patient: unpair it first")
     await rt.store.assign_device(request.device_id, grant.patient_id, None)
+    return _json(await _credential(rt, request), 201)
+
+
+async def _credential(rt: Runtime, request: RedeemRequest) -> dict[str, object]:
+    """The device's own secret, shown this once: only its hash is kept."""
+    if request.credential == "mqtt":
+        password = secrets.token_urlsafe(24)
+        await rt.store.add_device_credential(
+            request.device_id, BROKER_CREDENTIAL_KIND, password_hash(request.device_id, password)
+        )
+        await sync_broker_passwords(rt.store, rt.settings.mqtt)
+        mqtt = {"username": request.device_id, "password": password, "client_id": request.device_id,
+                "topic": topic_for(request.device_id), "qos": 1}  # fmt: skip
+        return {"device_id": request.device_id, "mqtt": mqtt}
     token, token_hash = new_device_token(request.device_id)
     await rt.store.add_device_credential(request.device_id, "api-token", token_hash)
-    body = {"device_id": request.device_id, "token_type": "Bearer", "token": token, "ingest": "/fhir/Observation"}
-    return _json(body, 201)
+    return {"device_id": request.device_id, "token_type": "Bearer", "token": token, "ingest": "/fhir/Observation"}
 
 
 @router.delete("/devices/{device_id}/pairing")
@@ -132,4 +153,6 @@ async def unpair_device(device_id: str, rt: RuntimeDep, principal: CallerDep) ->
         raise HiddenError(f"device {device_id!r} is not known")
     revoked = await rt.store.revoke_device_credentials(device_id, now)
     ended = await rt.store.end_assignment(device_id, now)
+    if rt.settings.mqtt.managed_password_file is not None:
+        await sync_broker_passwords(rt.store, rt.settings.mqtt)  # a live MQTT session is cut now
     return _json({"device_id": device_id, "credentials_revoked": revoked, "assignment_ended": ended}, 200)
