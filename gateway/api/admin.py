@@ -6,16 +6,20 @@ import base64
 import dataclasses
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import Response
 
 from device_adapters.jsonwire import dumps
 from gateway.api.access import CallerDep, require_admin
+from gateway.api.errors import ERROR_RESPONSES
 from gateway.api.fhir import RuntimeDep
 from gateway.quarantine import replay
 from gateway.storage import QuarantineRow
 
-router = APIRouter(prefix="/api/v1", tags=["operations"])
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a quarantine row id")]
+"""A row id the database can hold: anything else is a 400, not a database error."""
+
+router = APIRouter(prefix="/api/v1", tags=["operations"], responses=ERROR_RESPONSES)
 
 
 def _row(row: QuarantineRow) -> dict[str, object]:
@@ -41,7 +45,7 @@ async def list_quarantine(
 
 
 @router.get("/quarantine/{row_id}")
-async def show_quarantine(row_id: int, rt: RuntimeDep, principal: CallerDep) -> Response:
+async def show_quarantine(row_id: RowId, rt: RuntimeDep, principal: CallerDep) -> Response:
     require_admin(principal)
     row = await rt.store.get_quarantine(row_id)
     if row is None:
@@ -50,7 +54,7 @@ async def show_quarantine(row_id: int, rt: RuntimeDep, principal: CallerDep) -> 
 
 
 @router.post("/quarantine/{row_id}/replay")
-async def replay_quarantine(row_id: int, rt: RuntimeDep, principal: CallerDep) -> Response:
+async def replay_quarantine(row_id: RowId, rt: RuntimeDep, principal: CallerDep) -> Response:
     require_admin(principal)
     row = await rt.store.get_quarantine(row_id)
     if row is None:

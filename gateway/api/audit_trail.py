@@ -19,13 +19,14 @@ from fastapi.responses import Response
 from device_adapters.jsonwire import dumps
 from fhir_mapper.devices import gateway_device_id
 from gateway.api.access import CallerDep, require_admin
+from gateway.api.errors import ERROR_RESPONSES, FhirJsonResponse
 from gateway.api.fhir import RuntimeDep, fhir_base
 from gateway.api.paging import searchset_response
 from gateway.auth.audit import AuditAction, AuditOutcome, AuditRecord, audit_event
 from gateway.auth.tokens import Principal, Role
 from gateway.runtime import Runtime
 
-router = APIRouter(prefix="/fhir", tags=["FHIR"])
+router = APIRouter(prefix="/fhir", tags=["FHIR"], responses=ERROR_RESPONSES, default_response_class=FhirJsonResponse)
 
 UNAUDITED = frozenset({"/fhir/metadata"})
 _AGENT_TYPES: Mapping[Role, str] = {

@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from device_adapters.errors import StorageError
@@ -20,6 +20,24 @@ logger = logging.getLogger(__name__)
 
 _ACCESS_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 409: "conflict", 429: "throttled"}
 _ISSUE_CODE = {400: "invalid", 404: "not-found", 405: "not-supported", 406: "not-supported", 413: "too-costly", 503: "transient"}
+
+
+class FhirJsonResponse(JSONResponse):
+    """What the FHIR routes answer, for the OpenAPI schema (the routes serialize their bodies themselves)."""
+
+    media_type = FHIR_JSON
+
+
+_ERRORS = {
+    400: "bad request or parameters", 401: "no valid bearer token", 403: "not allowed for this token",
+    404: "not known (or someone else's)", 409: "conflict", 413: "body too large", 415: "unsupported content type",
+    422: "not a usable reading", 429: "too many requests (see Retry-After)", 503: "a service is unavailable",
+}  # fmt: skip
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"description": f"OperationOutcome: {text}", "content": {FHIR_JSON: {"schema": {"type": "object"}}}}
+    for status, text in _ERRORS.items()
+}
+"""Every route's error answers, for the OpenAPI schema: an OperationOutcome in FHIR JSON."""
 
 
 def outcome_response(status: int, diagnostics: str, *, code: str | None = None) -> Response:

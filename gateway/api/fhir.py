@@ -14,7 +14,7 @@ from device_adapters.jsonwire import dumps
 from fhir_mapper.resources import FHIR_JSON, capability_statement
 from gateway import __version__
 from gateway.api.access import CallerDep, PatientAccess, patient_access, scope_kinds
-from gateway.api.errors import outcome_response
+from gateway.api.errors import ERROR_RESPONSES, FhirJsonResponse, outcome_response
 from gateway.api.paging import searchset_response, strict_handling
 from gateway.api.search import SearchError, encode_observation_cursor, parse_last_n, parse_observation_search
 from gateway.api.search.capability import RESOURCES
@@ -23,7 +23,7 @@ from gateway.auth.scopes import Interaction
 from gateway.runtime import Runtime
 from gateway.storage import ObservationQuery
 
-router = APIRouter(prefix="/fhir", tags=["FHIR"])
+router = APIRouter(prefix="/fhir", tags=["FHIR"], responses=ERROR_RESPONSES, default_response_class=FhirJsonResponse)
 
 
 def runtime(request: Request) -> Runtime:

@@ -15,7 +15,7 @@ from gateway.api.fhir import RuntimeDep
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses={503: {"description": "a part is down (the same body says which)"}})
 async def healthz(rt: RuntimeDep) -> Response:
     try:
         await rt.store.ping()

@@ -36,6 +36,7 @@ from gateway.api.access import (
     patient_access,
 )
 from gateway.api.audit_trail import agent_of
+from gateway.api.errors import ERROR_RESPONSES
 from gateway.api.fhir import RuntimeDep
 from gateway.auth.pairing import (
     CODE_LIFETIME,
@@ -52,7 +53,7 @@ from gateway.mqtt_sync import BROKER_CREDENTIAL_KIND, password_hash, sync_broker
 from gateway.runtime import Runtime
 from gateway.storage import PatientQuery
 
-router = APIRouter(prefix="/api/v1", tags=["pairing"])
+router = APIRouter(prefix="/api/v1", tags=["pairing"], responses=ERROR_RESPONSES)
 
 _NAME = r"^[a-z][a-z0-9_-]{0,63}$"
 
@@ -79,7 +80,7 @@ def _json(body: object, status: int) -> Response:
     return Response(dumps(body), status_code=status, media_type="application/json")
 
 
-@router.post("/patients/{patient_id}/pairing-codes")
+@router.post("/patients/{patient_id}/pairing-codes", status_code=201)
 async def create_pairing_code(
     patient_id: str, rt: RuntimeDep, principal: CallerDep, request: Annotated[PairingCodeRequest | None, Body()] = None
 ) -> Response:
@@ -100,7 +101,7 @@ async def create_pairing_code(
     return _json(body, 201)
 
 
-@router.post("/pairing/redeem")
+@router.post("/pairing/redeem", status_code=201)
 async def redeem_pairing_code(http: Request, rt: RuntimeDep, request: RedeemRequest) -> Response:
     now, throttle = datetime.now(UTC), rt.auth.pairing_throttle
     keys = (f"address:{http.client.host if http.client else 'unknown'}", f"device:{request.device_id}")

@@ -10,7 +10,7 @@ from fhir_mapper.devices import DeviceDescription, device_resource
 from fhir_mapper.patients import patient_resource
 from fhir_mapper.resources import FHIR_JSON
 from gateway.api.access import CallerDep, patient_access
-from gateway.api.errors import outcome_response
+from gateway.api.errors import ERROR_RESPONSES, FhirJsonResponse, outcome_response
 from gateway.api.fhir import PreferHeader, RuntimeDep, fhir_base
 from gateway.api.paging import searchset_response, strict_handling
 from gateway.api.search import parse_device_search, parse_patient_search
@@ -18,7 +18,7 @@ from gateway.api.search.common import FHIR_ID, as_uuid, encode_cursor
 from gateway.auth.scopes import Interaction
 from gateway.storage import DeviceEntry, DeviceQuery, PatientQuery, PatientRecord
 
-router = APIRouter(prefix="/fhir", tags=["FHIR"])
+router = APIRouter(prefix="/fhir", tags=["FHIR"], responses=ERROR_RESPONSES, default_response_class=FhirJsonResponse)
 
 
 def _patient_json(patient: PatientRecord) -> str:

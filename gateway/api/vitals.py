@@ -22,11 +22,12 @@ from fastapi.responses import Response, StreamingResponse
 from device_adapters.jsonwire import dumps
 from fhir_mapper.catalogue import CATALOGUE
 from gateway.api.access import CallerDep, ForbiddenError, HiddenError, patient_access, scope_kinds
+from gateway.api.errors import ERROR_RESPONSES
 from gateway.api.fhir import RuntimeDep
 from gateway.auth.scopes import Interaction
 from gateway.storage import ExportQuery, ExportRow, ObservationStore, VitalsBucket, VitalsQuery
 
-router = APIRouter(prefix="/api/v1", tags=["vitals"])
+router = APIRouter(prefix="/api/v1", tags=["vitals"], responses=ERROR_RESPONSES)
 
 _PATIENT_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _BUCKET = re.compile(r"(?P<count>[1-9]\d{0,5})(?P<unit>[mhd])")
@@ -171,7 +172,11 @@ async def _stream(
         page = await store.export_page(query)
 
 
-@router.get("/patients/{patient_id}/export")
+@router.get(
+    "/patients/{patient_id}/export",
+    response_class=StreamingResponse,
+    responses={200: {"description": "the Observations, oldest first", "content": {NDJSON: {}, "text/csv": {}}}},
+)
 async def export(
     patient_id: str,
     rt: RuntimeDep,
