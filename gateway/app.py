@@ -30,6 +30,7 @@ from gateway.api.audit_trail import router as audit_router
 from gateway.api.errors import install_error_handlers
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
+from gateway.api.inbox import router as inbox_router
 from gateway.api.pairing import router as pairing_router
 from gateway.api.registry import router as registry_router
 from gateway.api.vitals import router as vitals_router
@@ -130,6 +131,7 @@ def create_app(
     app.include_router(admin_router)
     app.include_router(vitals_router)
     app.include_router(pairing_router)
+    app.include_router(inbox_router)
     return app
 
 

@@ -33,7 +33,7 @@ from device_adapters.mqtt.senml import decode_senml
 from device_adapters.mqtt.templates import decode_with_template, template_for_topic
 from device_adapters.mqtt.templates import device_from_topic as template_device
 from device_adapters.mqtt.theengs_topic import TheengsMqttDecoder, is_theengs_topic, theengs_subscription
-from device_adapters.readings import Delivery, FrameDecode, RawFrame
+from device_adapters.readings import Delivery, FrameDecode, RawFrame, Reading
 from edge_config import GatewaySettings, IngestSettings
 from edge_config.mapping_templates import Template, TemplateSet
 from fhir_mapper.devices import gateway_device_id
@@ -279,6 +279,13 @@ class IngestPipeline:
         self.stats.quarantined += result.quarantined
         self.metrics.committed(batch, result.inserted, result.duplicates, [entry.reason for entry in quarantine])
         return result
+
+    def readings_of(self, frame: RawFrame) -> tuple[Reading, ...]:
+        """The readings a frame carries, decoded only (no registry, no mapping); raises InputRejectedError."""
+        decoder = self._decoders.get(frame.source)
+        if decoder is None:
+            raise DecodeError(ReasonCode.MALFORMED_FRAME, f"no decoder for frames from {frame.source!r}")
+        return decoder.decode(frame, decoder.device_id(frame)).readings
 
     async def prepare(self, batch: Sequence[Delivery]) -> tuple[list[MappedObservation], list[QuarantineEntry]]:
         """What ``batch`` becomes: Observations to store and inputs to quarantine (reads the registry, writes nothing)."""

@@ -16,7 +16,7 @@ from gateway.auth.tokens import Role
 from gateway.storage import open_store
 from tests.conftest import truncate
 from tests.fhir_checks import check_fhir_response_async
-from tests.gateway_support import bearer, running_gateway
+from tests.gateway_support import app_of, bearer, running_gateway
 
 OWN_DEVICES = "patient/Device.cruds patient/Observation.rs"
 
@@ -37,13 +37,6 @@ async def gateway(timescale_url: str, broker_port: int) -> AsyncIterator[httpx.A
         yield http
 
 
-def _app(http: httpx.AsyncClient) -> FastAPI:
-    transport = http._transport
-    assert isinstance(transport, httpx.ASGITransport)
-    assert isinstance(transport.app, FastAPI)
-    return transport.app
-
-
 def _from(app: FastAPI, address: str) -> httpx.AsyncClient:
     """A client whose requests come from ``address`` (the throttle keys on it)."""
     return httpx.AsyncClient(
@@ -56,7 +49,7 @@ def _from(app: FastAPI, address: str) -> httpx.AsyncClient:
 async def _code(http: httpx.AsyncClient, patient: str = "pat-a") -> str:
     response = await http.post(
         f"/api/v1/patients/{patient}/pairing-codes",
-        headers=bearer(_app(http), Role.PATIENT, OWN_DEVICES, patient, subject=patient),
+        headers=bearer(app_of(http), Role.PATIENT, OWN_DEVICES, patient, subject=patient),
     )
     assert response.status_code == 201, response.text
     code: str = response.json()["code"]
@@ -67,7 +60,7 @@ async def test_a_patient_pairs_a_device_which_then_writes_as_itself(gateway: htt
     response = await gateway.post(
         "/api/v1/patients/pat-a/pairing-codes",
         json={"device_kind": "cuff"},
-        headers=bearer(_app(gateway), Role.PATIENT, OWN_DEVICES, "pat-a", subject="pat-a"),
+        headers=bearer(app_of(gateway), Role.PATIENT, OWN_DEVICES, "pat-a", subject="pat-a"),
     )
     assert response.status_code == 201
     body = response.json()
@@ -81,7 +74,7 @@ async def test_a_patient_pairs_a_device_which_then_writes_as_itself(gateway: htt
     paired = await gateway.post("/api/v1/pairing/redeem", json={"code": code.lower().replace("-", " "), "device_id": "cuff-7"})
     assert paired.status_code == 201, paired.text
     token = paired.json()["token"]
-    registration = (await _app(gateway).state.runtime.store.registrations({"cuff-7"}))["cuff-7"]
+    registration = (await app_of(gateway).state.runtime.store.registrations({"cuff-7"}))["cuff-7"]
     assert registration.patient_at(datetime.now(UTC)) == "pat-a"
     assert registration.device.kind == "cuff"
     # The device is authenticated (403: devices read nothing), a wrong secret is not (401).
@@ -89,7 +82,7 @@ async def test_a_patient_pairs_a_device_which_then_writes_as_itself(gateway: htt
     assert (await gateway.get("/fhir/Observation", params={"patient": "pat-a"}, headers=device)).status_code == 403
     forged = {"Authorization": f"Bearer {token[:-4]}AAAA"}
     assert (await gateway.get("/fhir/Observation", params={"patient": "pat-a"}, headers=forged)).status_code == 401
-    credentials = await _app(gateway).state.runtime.store.device_credentials("cuff-7")
+    credentials = await app_of(gateway).state.runtime.store.device_credentials("cuff-7")
     assert [credential.secret_hash for credential in credentials] != [token]
     assert token.split(".")[-1] not in credentials[0].secret_hash
 
@@ -99,7 +92,7 @@ async def test_a_patient_pairs_a_device_which_then_writes_as_itself(gateway: htt
 
 
 async def test_who_may_make_a_code(gateway: httpx.AsyncClient) -> None:
-    app = _app(gateway)
+    app = app_of(gateway)
     other = await gateway.post("/api/v1/patients/pat-b/pairing-codes", headers=bearer(app, Role.PATIENT, OWN_DEVICES, "pat-a"))
     assert other.status_code == 404  # another patient: as if unknown
     nobody = await gateway.post("/api/v1/patients/nobody/pairing-codes")  # the admin client
@@ -113,7 +106,7 @@ async def test_who_may_make_a_code(gateway: httpx.AsyncClient) -> None:
 
 
 async def test_expired_codes_and_taken_devices_are_refused(gateway: httpx.AsyncClient) -> None:
-    app = _app(gateway)
+    app = app_of(gateway)
     store, key = app.state.runtime.store, app.state.runtime.auth.pairing_key
     stale = new_code()
     past = datetime.now(UTC) - timedelta(minutes=20)
@@ -135,7 +128,7 @@ async def test_expired_codes_and_taken_devices_are_refused(gateway: httpx.AsyncC
 
 
 async def test_two_thousand_guesses_from_ten_addresses_pair_nothing(gateway: httpx.AsyncClient) -> None:
-    app = _app(gateway)
+    app = app_of(gateway)
     real = await _code(gateway)
     attempts: dict[int, int] = {}
     clients = [_from(app, f"203.0.113.{n}") for n in range(10)]
@@ -164,7 +157,7 @@ async def test_two_thousand_guesses_from_ten_addresses_pair_nothing(gateway: htt
 
 
 async def test_unpairing_revokes_the_token_and_ends_the_attribution_at_once(gateway: httpx.AsyncClient) -> None:
-    app = _app(gateway)
+    app = app_of(gateway)
     token = (await gateway.post("/api/v1/pairing/redeem", json={"code": await _code(gateway), "device_id": "oxi-1"})).json()[
         "token"
     ]

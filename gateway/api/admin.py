@@ -22,7 +22,7 @@ RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a quarantine row id
 router = APIRouter(prefix="/api/v1", tags=["operations"], responses=ERROR_RESPONSES)
 
 
-def _row(row: QuarantineRow) -> dict[str, object]:
+def quarantine_json(row: QuarantineRow) -> dict[str, object]:
     body = {field.name: getattr(row, field.name) for field in dataclasses.fields(row) if field.name != "payload"}
     try:
         body["payload"], body["payload_encoding"] = row.payload.decode("utf-8"), "utf-8"
@@ -41,7 +41,7 @@ async def list_quarantine(
 ) -> Response:
     require_admin(principal)
     rows = await rt.store.list_quarantine(limit, reason)
-    return Response(dumps([_row(row) for row in rows]), media_type="application/json")
+    return Response(dumps([quarantine_json(row) for row in rows]), media_type="application/json")
 
 
 @router.get("/quarantine/{row_id}")
@@ -50,7 +50,7 @@ async def show_quarantine(row_id: RowId, rt: RuntimeDep, principal: CallerDep) -
     row = await rt.store.get_quarantine(row_id)
     if row is None:
         raise HTTPException(404, f"no quarantine row {row_id}")
-    return Response(dumps(_row(row)), media_type="application/json")
+    return Response(dumps(quarantine_json(row)), media_type="application/json")
 
 
 @router.post("/quarantine/{row_id}/replay")

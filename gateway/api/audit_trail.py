@@ -55,6 +55,8 @@ _ACTIONS: Mapping[str, AuditAction] = {
     "create_pairing_code": AuditAction.PAIR,
     "redeem_pairing_code": AuditAction.PAIR,
     "unpair_device": AuditAction.UNPAIR,
+    "list_inbox": AuditAction.SEARCH,
+    "claim_reading": AuditAction.UPDATE,
 }
 
 

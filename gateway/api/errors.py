@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from device_adapters.errors import StorageError
+from device_adapters.errors import NotFoundError, RegistryError, StorageError
 from device_adapters.jsonwire import dumps
 from fhir_mapper.resources import FHIR_JSON, Issue, operation_outcome
 from gateway.api.access import AccessError, NotAuthenticatedError, ThrottledError
@@ -78,7 +78,16 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.warning("broker credentials: %s", exc)
         return outcome_response(503, str(exc))
 
+    async def registry_error(_: Request, exc: Exception) -> Response:
+        # The registry refused a change (an assignment overlapping another): the request conflicts with the state.
+        return outcome_response(
+            404 if isinstance(exc, NotFoundError) else 409,
+            str(exc),
+            code="not-found" if isinstance(exc, NotFoundError) else "conflict",
+        )
+
     app.add_exception_handler(SearchError, search_error)
+    app.add_exception_handler(RegistryError, registry_error)
     app.add_exception_handler(CredentialsError, broker_error)
     app.add_exception_handler(AccessError, access_error)
     app.add_exception_handler(RequestValidationError, validation_error)
