@@ -75,7 +75,7 @@ from types import MappingProxyType
 from typing import Any
 
 from device_adapters.errors import DecodeError, IdentityError, InputRejectedError, NormalizeError, ReasonCode
-from device_adapters.jsonwire import loads_strict
+from device_adapters.jsonwire import json_type, loads_strict
 from device_adapters.readings import FrameDecode, Quantity, Reading, require_aware
 
 SENML_VERSION = 10
@@ -306,7 +306,7 @@ def decode_senml(
         raise DecodeError(ReasonCode.OVERSIZE, f"payload is {len(payload)} bytes, the limit is {max_payload_bytes}")
     records = loads_strict(payload)
     if not isinstance(records, list):
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"a SenML pack is a JSON array, got {_json_type(records)}")
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"a SenML pack is a JSON array, got {json_type(records)}")
     if not records:
         raise DecodeError(ReasonCode.MALFORMED_FRAME, "a SenML pack needs at least one record, got an empty array")
     if len(records) > max_records:
@@ -396,7 +396,7 @@ def _version(record: dict[str, Any], where: str, current: int) -> int:
         return current
     raw = record["bver"]
     if not isinstance(raw, Decimal) or not 1 <= raw <= _MAX_VERSION or raw != raw.to_integral_value():
-        shown = raw if isinstance(raw, Decimal) else _json_type(raw)
+        shown = raw if isinstance(raw, Decimal) else json_type(raw)
         raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'bver' must be a positive integer, got {shown}")
     if raw > SENML_VERSION:
         raise DecodeError(
@@ -422,7 +422,7 @@ def _record(record: object, index: int, base: _Base, device_id: str, received_at
     """What one record is: a reading, a part of a blood pressure, or nothing (a header)."""
     where = f"record {index}"
     if not isinstance(record, dict):
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where} must be a JSON object, got {_json_type(record)}")
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where} must be a JSON object, got {json_type(record)}")
     if record and all(label.startswith("b") for label in record):
         return None  # a header: its base fields apply to the records after it
     fields = _fields(record, where)
@@ -468,7 +468,7 @@ def _fields(record: dict[str, Any], where: str) -> _Fields:
     for label in ("vs", "vd"):
         _text(record, label, where)
     if "vb" in record and not isinstance(record["vb"], bool):
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'vb' must be a JSON boolean, got {_json_type(record['vb'])}")
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'vb' must be a JSON boolean, got {json_type(record['vb'])}")
     values = [label for label in ("v", "vs", "vb", "vd") if label in record]
     if len(values) > 1:
         raise DecodeError(
@@ -584,7 +584,7 @@ def _text(record: dict[str, Any], label: str, where: str) -> str | None:
         return None
     raw = record[label]
     if not isinstance(raw, str):
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: {label!r} must be a JSON string, got {_json_type(raw)}")
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: {label!r} must be a JSON string, got {json_type(raw)}")
     return raw
 
 
@@ -593,19 +593,5 @@ def _number(record: dict[str, Any], label: str, where: str) -> Decimal | None:
         return None
     raw = record[label]
     if not isinstance(raw, Decimal):
-        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: {label!r} must be a JSON number, got {_json_type(raw)}")
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: {label!r} must be a JSON number, got {json_type(raw)}")
     return raw
-
-
-_JSON_TYPES: tuple[tuple[type, str], ...] = (
-    (type(None), "null"),
-    (bool, "boolean"),
-    (Decimal, "number"),
-    (str, "string"),
-    (list, "array"),
-    (dict, "object"),
-)
-
-
-def _json_type(value: object) -> str:
-    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), type(value).__name__)
