@@ -12,8 +12,7 @@ import orjson
 
 from edge_config import DatabaseSettings, GatewaySettings, MqttSettings
 from gateway.auth.tokens import Role
-from gateway.storage import open_store
-from tests.conftest import truncate
+from gateway.storage import ObservationStore
 from tests.gateway_support import app_of, bearer, running_gateway
 
 CARE = "user/Device.rus user/Observation.rs"
@@ -24,23 +23,21 @@ async def _waiting(http: httpx.AsyncClient, headers: dict[str, str] | None = Non
     return rows
 
 
-async def test_a_reading_after_the_cuff_was_returned_is_claimed_and_stored_once(timescale_url: str, broker_port: int) -> None:
-    await truncate(timescale_url)
+async def test_a_reading_after_the_cuff_was_returned_is_claimed_and_stored_once(
+    timescale_url: str, timescale_store: ObservationStore, broker_port: int
+) -> None:
     lent_until = datetime.now(UTC) - timedelta(hours=2)
-    store = await open_store(DatabaseSettings(url=timescale_url))
-    try:
-        for patient in ("pat-a", "pat-b"):
-            await store.add_patient(patient, None, None)
-        await store.add_device("cuff-9", "cuff", None)
-        await store.assign_device("cuff-9", "pat-a", None)
-        await store.end_assignment("cuff-9", lent_until)  # the cuff came back: nobody holds it now
-        for account, patient in (("dr-a", "pat-a"), ("dr-b", "pat-b")):
-            await store.add_account(account, "practitioner", None, None)
-            await store.add_care_team(f"team-{patient}", patient)
-            await store.add_care_team_member(f"team-{patient}", account)
-            await store.add_care_team_patient(f"team-{patient}", patient)
-    finally:
-        await store.close()
+    store = timescale_store
+    for patient in ("pat-a", "pat-b"):
+        await store.add_patient(patient, None, None)
+    await store.add_device("cuff-9", "cuff", None)
+    await store.assign_device("cuff-9", "pat-a", None)
+    await store.end_assignment("cuff-9", lent_until)  # the cuff came back: nobody holds it now
+    for account, patient in (("dr-a", "pat-a"), ("dr-b", "pat-b")):
+        await store.add_account(account, "practitioner", None, None)
+        await store.add_care_team(f"team-{patient}", patient)
+        await store.add_care_team_member(f"team-{patient}", account)
+        await store.add_care_team_patient(f"team-{patient}", patient)
     settings = GatewaySettings(
         database=DatabaseSettings(url=timescale_url), mqtt=MqttSettings(port=broker_port, client_id="inbox")
     )

@@ -13,8 +13,7 @@ from edge_config import DatabaseSettings, GatewaySettings, MqttSettings
 from gateway.auth.audit import AuditAction
 from gateway.auth.pairing import PairingGrant, code_digest, display, new_code
 from gateway.auth.tokens import Role
-from gateway.storage import open_store
-from tests.conftest import truncate
+from gateway.storage import ObservationStore
 from tests.fhir_checks import check_fhir_response_async
 from tests.gateway_support import app_of, bearer, running_gateway
 
@@ -22,14 +21,10 @@ OWN_DEVICES = "patient/Device.cruds patient/Observation.rs"
 
 
 @pytest.fixture
-async def gateway(timescale_url: str, broker_port: int) -> AsyncIterator[httpx.AsyncClient]:
-    await truncate(timescale_url)
-    store = await open_store(DatabaseSettings(url=timescale_url))
-    try:
-        for patient in ("pat-a", "pat-b"):
-            await store.add_patient(patient, None, None)
-    finally:
-        await store.close()
+async def gateway(timescale_url: str, timescale_store: ObservationStore, broker_port: int) -> AsyncIterator[httpx.AsyncClient]:
+    store = timescale_store
+    for patient in ("pat-a", "pat-b"):
+        await store.add_patient(patient, None, None)
     settings = GatewaySettings(
         database=DatabaseSettings(url=timescale_url), mqtt=MqttSettings(port=broker_port, client_id="pairing")
     )

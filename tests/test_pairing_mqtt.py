@@ -13,19 +13,15 @@ import pytest
 
 from edge_config import DatabaseSettings, GatewaySettings, MqttSettings
 from gateway.mqtt_credentials import password_line
-from gateway.storage import open_store
-from tests.conftest import truncate
+from gateway.storage import ObservationStore
 from tests.gateway_support import running_gateway
 from tests.services import mosquitto
 
 
-async def test_an_mqtt_paired_device_is_stored_and_an_unpaired_one_is_disconnected(timescale_url: str, tmp_path: Path) -> None:
-    await truncate(timescale_url)
-    store = await open_store(DatabaseSettings(url=timescale_url))
-    try:
-        await store.add_patient("pat-m", None, None)
-    finally:
-        await store.close()
+async def test_an_mqtt_paired_device_is_stored_and_an_unpaired_one_is_disconnected(
+    timescale_url: str, timescale_store: ObservationStore, tmp_path: Path
+) -> None:
+    await timescale_store.add_patient("pat-m", None, None)
     static, managed, pid = tmp_path / "gateway.passwd", tmp_path / "passwd", tmp_path / "mosquitto.pid"
     static.write_text(password_line("gateway", "gateway-secret") + "\n")
     managed.write_text(static.read_text())
