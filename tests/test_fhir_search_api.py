@@ -288,9 +288,14 @@ async def test_patient_and_device_read_and_search(api: Api) -> None:
     await store.assign_device("cuff-1", "pat-ada", None)
     await store.assign_device("scale-1", "pat-bob", None)
 
+    await store.add_patient_identifier("pat-ada", "urn:oid:1.2.36.146.595.217.0.1", "EHR-77")
     ada = await api.get("Patient/pat-ada")
     assert ada["name"] == [{"text": "Ada Lovelace"}]
-    assert ada["identifier"][0]["value"] == "MRN-1"
+    assert [(i["system"], i["value"]) for i in ada["identifier"]] == [
+        ("https://pulsebridge.dev/fhir/mrn", "MRN-1"),
+        ("urn:oid:1.2.36.146.595.217.0.1", "EHR-77"),  # the MRN an EHR knows her by
+    ]
+    assert (await api.get("Patient", [("_id", "pat-ada")]))["entry"][0]["resource"]["identifier"] == ada["identifier"]
     assert (await api.get("Patient/nobody", status=404))["resourceType"] == "OperationOutcome"
     assert await api.keys([("identifier", "MRN-2")], "Patient") == ["pat-bob"]
     assert await api.keys([("identifier", "https://pulsebridge.dev/fhir/mrn|MRN-1")], "Patient") == ["pat-ada"]

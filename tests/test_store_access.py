@@ -96,6 +96,12 @@ async def test_patient_identifiers_one_patient_per_system_and_value(store: Obser
         await store.add_patient_identifier("bob", MRN, "12345")
     with pytest.raises(NotFoundError):
         await store.add_patient_identifier("ghost", MRN, "1")
+    await store.add_patient_identifier("ada", "urn:other-ehr", "A-7")
+    assert await store.identifiers_of(["ada", "bob", "ghost"]) == {
+        "ada": [(MRN, "12345"), ("urn:other-ehr", "A-7")],
+        "bob": [("urn:other-ehr", "12345")],
+    }
+    assert await store.identifiers_of([]) == {}
 
 
 async def test_user_slots_attribute_readings_per_slot(store: ObservationStore) -> None:

@@ -21,8 +21,8 @@ from gateway.storage import DeviceEntry, DeviceQuery, PatientQuery, PatientRecor
 router = APIRouter(prefix="/fhir", tags=["FHIR"], responses=ERROR_RESPONSES, default_response_class=FhirJsonResponse)
 
 
-def _patient_json(patient: PatientRecord) -> str:
-    return dumps(patient_resource(patient.id, patient.name, patient.mrn)).decode()
+def _patient_json(patient: PatientRecord, identifiers: dict[str, list[tuple[str, str]]]) -> str:
+    return dumps(patient_resource(patient.id, patient.name, patient.mrn, identifiers.get(patient.id, ()))).decode()
 
 
 def _device_json(entry: DeviceEntry) -> str:
@@ -50,9 +50,10 @@ async def search_patients(request: Request, rt: RuntimeDep, principal: CallerDep
         else []
     )
     page, more = rows[: query.count], len(rows) > query.count
+    identifiers = await rt.store.identifiers_of([patient.id for patient in page])
     base = fhir_base(request, rt)
     return searchset_response(
-        f"{base}/Patient", "Patient", [(p.id, _patient_json(p)) for p in page], params=search.applied.params,
+        f"{base}/Patient", "Patient", [(p.id, _patient_json(p, identifiers)) for p in page], params=search.applied.params,
         next_cursor=encode_cursor(page[-1].id) if more else None, warnings=search.applied.warnings,
         total=len(page) if query.after is None and not more else None, base=base,
     )  # fmt: skip
@@ -68,7 +69,8 @@ async def read_patient(patient_id: str, rt: RuntimeDep, principal: CallerDep) ->
     )
     if not found:
         return outcome_response(404, f"Patient/{patient_id} is not known")
-    return Response(_patient_json(found[0]).encode(), media_type=FHIR_JSON)
+    identifiers = await rt.store.identifiers_of([patient_id])
+    return Response(_patient_json(found[0], identifiers).encode(), media_type=FHIR_JSON)
 
 
 @router.get("/Device")

@@ -485,6 +485,9 @@ class SqliteStore:
     async def patient_by_identifier(self, system: str, value: str) -> str | None:
         return await self._read(sqlite_access.patient_by_identifier, system, value)
 
+    async def identifiers_of(self, patient_ids: Collection[str]) -> dict[str, list[tuple[str, str]]]:
+        return await self._read(sqlite_access.identifiers_of, list(patient_ids))
+
     async def assign_user_slot(self, device_id: str, user_slot: int, patient_id: str, valid_from: datetime | None) -> None:
         return await self._write(sqlite_access.assign_user_slot, device_id, user_slot, patient_id, valid_from)
 

@@ -145,6 +145,21 @@ def add_patient_identifier(connection: sqlite3.Connection, patient_id: str, syst
         raise RegistryError(msg)
 
 
+def identifiers_of(connection: sqlite3.Connection, patient_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
+    found: dict[str, list[tuple[str, str]]] = {}
+    if not patient_ids:
+        return found
+    marks = ", ".join("?" * len(patient_ids))
+    rows = connection.execute(
+        f"SELECT patient_id, system, value FROM patient_identifiers WHERE patient_id IN ({marks}) "  # noqa: S608 - placeholders only
+        "ORDER BY patient_id, system, value",
+        patient_ids,
+    ).fetchall()
+    for row in rows:
+        found.setdefault(row["patient_id"], []).append((row["system"], row["value"]))
+    return found
+
+
 def patient_by_identifier(connection: sqlite3.Connection, system: str, value: str) -> str | None:
     row = connection.execute(
         "SELECT patient_id FROM patient_identifiers WHERE system = ? AND value = ?", (system, value)

@@ -437,6 +437,18 @@ class TimescaleStore:
             )
         return patient_id
 
+    async def identifiers_of(self, patient_ids: Collection[str]) -> dict[str, list[tuple[str, str]]]:
+        async with _translated("read patient identifiers"):
+            rows = await self._pool.fetch(
+                "SELECT patient_id, system, value FROM patient_identifiers WHERE patient_id = ANY($1::text[]) "
+                "ORDER BY patient_id, system, value",
+                list(patient_ids),
+            )
+        found: dict[str, list[tuple[str, str]]] = {}
+        for row in rows:
+            found.setdefault(row["patient_id"], []).append((row["system"], row["value"]))
+        return found
+
     async def assign_user_slot(self, device_id: str, user_slot: int, patient_id: str, valid_from: datetime | None) -> None:
         async with _translated("assign a user slot"):
             await timescale_access.assign_user_slot(self._pool, device_id, user_slot, patient_id, valid_from)
