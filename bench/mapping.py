@@ -71,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--readings", type=int, default=50_000)
     parser.add_argument("--baseline-readings", type=int, default=3_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=IngestSettings().batch_size, help="readings per map_batch call")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
