@@ -39,6 +39,8 @@ from edge_config.mapping_templates import Template, TemplateSet
 from fhir_mapper.devices import gateway_device_id
 from fhir_mapper.observation import Attribution, MappedObservation, MapperContext, MappingInput, ObservationMapper
 from fhir_mapper.plausibility import PlausibilityPolicy, RangeOverride
+from gateway.http_frames import SOURCE as HTTP_SOURCE
+from gateway.http_frames import HttpFrameDecoder
 from gateway.ingest_outcomes import (
     DecodedFrame,
     ItemOutcome,
@@ -66,7 +68,7 @@ def mapper_for(settings: GatewaySettings) -> ObservationMapper:
 
 
 def decoders_for(settings: GatewaySettings, clocks: ClockBook, templates: TemplateSet | None = None) -> dict[str, FrameDecoder]:
-    """A decoder per frame source: MQTT payload formats (by topic), Bluetooth GATT values and advertisements."""
+    """A decoder per frame source: MQTT payload formats (by topic), Bluetooth GATT values and advertisements, HTTP posts."""
     bind_keys = {
         device.device_id: bind_key_from_hex(device.bind_key.get_secret_value())
         for device in settings.ble.devices
@@ -77,6 +79,7 @@ def decoders_for(settings: GatewaySettings, clocks: ClockBook, templates: Templa
         "mqtt": MqttFrameDecoder(settings.ingest, settings.mqtt.theengs_base_topic, templates),
         BLE_SOURCE: BleFrameDecoder(clocks),
         ADVERTISEMENT_SOURCE: AdvertisementFrameDecoder(bind_keys, thermometers),
+        HTTP_SOURCE: HttpFrameDecoder(settings.ingest),
     }
 
 
