@@ -30,6 +30,7 @@ from gateway.api.audit_trail import router as audit_router
 from gateway.api.errors import install_error_handlers
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
+from gateway.api.ingest import install_ingest
 from gateway.api.registry import router as registry_router
 from gateway.api.vitals import router as vitals_router
 from gateway.auth.service import build_authenticator
@@ -128,6 +129,7 @@ def create_app(
     app.include_router(health_router)
     app.include_router(admin_router)
     app.include_router(vitals_router)
+    install_ingest(app, settings.ingest)
     return app
 
 

@@ -47,11 +47,20 @@ class ItemOutcome:
     rejection: QuarantineEntry | None = None
 
 
-def by_index(outcome: ItemOutcome) -> int:
+def _by_index(outcome: ItemOutcome) -> int:
     return -1 if outcome.index is None else outcome.index
 
 
-def _no_report(_: tuple[ItemOutcome, ...]) -> None:
+@dataclass(frozen=True, slots=True)
+class FrameReport:
+    """Every item of one frame, in frame order (one item with index None when the whole frame was refused)."""
+
+    items: tuple[ItemOutcome, ...]
+    atomic: bool = False
+    """The frame was all or nothing (a FHIR transaction)."""
+
+
+def _no_report(_: FrameReport) -> None:
     """Sources that only need the ack (MQTT, Bluetooth) are told nothing more."""
 
 
@@ -59,7 +68,7 @@ def _no_report(_: tuple[ItemOutcome, ...]) -> None:
 class ReportingDelivery(Delivery):
     """A delivery whose source answers per item (HTTP): ``report`` runs after the commit, just before ``ack``."""
 
-    report: Callable[[tuple[ItemOutcome, ...]], None] = _no_report
+    report: Callable[[FrameReport], None] = _no_report
 
 
 @dataclass(slots=True)
@@ -70,6 +79,8 @@ class PreparedBatch:
     """Per delivery position; the status of accepted items is settled once the store says which keys were new."""
     held: dict[int, list[tuple[int, MappedObservation]]] = field(default_factory=dict)
     """Accepted items of all-or-nothing frames, stored only if no item of their frame was rejected."""
+    atomic: set[int] = field(default_factory=set)
+    """Positions of the all-or-nothing frames."""
 
     def reject(self, position: int, entry: QuarantineEntry) -> None:
         self.quarantine.append(entry)
@@ -96,15 +107,17 @@ class PreparedBatch:
                     self._store(position, index, observation)
         self.held.clear()
 
-    def outcomes(self, result: WriteResult) -> dict[int, list[ItemOutcome]]:
-        settled: dict[int, list[ItemOutcome]] = {}
+    def reports(self, result: WriteResult) -> dict[int, FrameReport]:
+        """Per delivery position, once the store said which reading keys were new."""
+        settled: dict[int, FrameReport] = {}
         for position, items in self.items.items():
-            settled[position] = [
+            final = [
                 dataclasses.replace(o, status=ItemStatus.EXISTS)
-                if o.observation is not None and o.observation.key not in result.inserted_keys
+                if o.status is ItemStatus.CREATED and o.observation is not None and o.observation.key not in result.inserted_keys
                 else o
                 for o in items
             ]
+            settled[position] = FrameReport(tuple(sorted(final, key=_by_index)), atomic=position in self.atomic)
         return settled
 
 

@@ -43,10 +43,9 @@ from gateway.http_frames import SOURCE as HTTP_SOURCE
 from gateway.http_frames import HttpFrameDecoder
 from gateway.ingest_outcomes import (
     DecodedFrame,
-    ItemOutcome,
+    FrameReport,
     PreparedBatch,
     ReportingDelivery,
-    by_index,
     quarantine_entry,
 )
 from gateway.metrics import IngestMetrics
@@ -259,7 +258,7 @@ class IngestPipeline:
         backoff = 0.1
         while True:
             try:
-                result, outcomes = await self._store_batch(batch)
+                result, reports = await self._store_batch(batch)
             except StorageError as exc:
                 self.stats.store_failures += 1
                 self.metrics.store_failures.inc()
@@ -269,7 +268,7 @@ class IngestPipeline:
                 continue
             for position, delivery in enumerate(batch):
                 if isinstance(delivery, ReportingDelivery):
-                    delivery.report(tuple(sorted(outcomes.get(position, []), key=by_index)))
+                    delivery.report(reports.get(position, FrameReport(())))
                 delivery.ack()
             self.metrics.unacknowledged.dec(len(batch))
             return result
@@ -294,11 +293,13 @@ class IngestPipeline:
                 continue
             for index, error in decoded.rejections:
                 prepared.reject(position, quarantine_entry(delivery.frame, device_id, error, index))
+            if decoded.atomic:
+                prepared.atomic.add(position)
             if decoded.readings:
                 frames.append(DecodedFrame(delivery.frame, device_id, decoded, position))
         return frames
 
-    async def _store_batch(self, batch: Sequence[Delivery]) -> tuple[WriteResult, dict[int, list[ItemOutcome]]]:
+    async def _store_batch(self, batch: Sequence[Delivery]) -> tuple[WriteResult, dict[int, FrameReport]]:
         prepared = await self._prepare(batch)
         result = await self._store.write_batch(prepared.observations, prepared.quarantine)
         self.stats.frames += len(batch)
@@ -307,7 +308,7 @@ class IngestPipeline:
         self.stats.duplicates += result.duplicates
         self.stats.quarantined += result.quarantined
         self.metrics.committed(batch, result.inserted, result.duplicates, [entry.reason for entry in prepared.quarantine])
-        return result, prepared.outcomes(result) if any(isinstance(d, ReportingDelivery) for d in batch) else {}
+        return result, prepared.reports(result) if any(isinstance(d, ReportingDelivery) for d in batch) else {}
 
     async def prepare(self, batch: Sequence[Delivery]) -> tuple[list[MappedObservation], list[QuarantineEntry]]:
         """What ``batch`` becomes: Observations to store and inputs to quarantine (reads the registry, writes nothing)."""

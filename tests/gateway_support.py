@@ -40,11 +40,19 @@ def bearer(
     return {"Authorization": f"Bearer {token}"}
 
 
+def http_app(http: httpx.AsyncClient) -> FastAPI:
+    """The app behind the in-process client."""
+    transport = http._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    assert isinstance(transport.app, FastAPI)
+    return transport.app
+
+
 @asynccontextmanager
 async def running_gateway(settings: GatewaySettings, **app_options: Any) -> AsyncIterator[httpx.AsyncClient]:
     """The real app with its lifespan (store, MQTT source, pipeline) and an HTTP client, once the broker is up.
 
-    The client carries an administrator's token; ``client.app`` is the app, for :func:`bearer`.
+    The client carries an administrator's token; :func:`http_app` finds the app, for :func:`bearer`.
     """
     app = create_app(settings, **app_options)
     async with (

@@ -15,7 +15,6 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from device_adapters.readings import Quantity, Reading
 from edge_config import DatabaseSettings, GatewaySettings, MqttSettings
@@ -24,7 +23,7 @@ from gateway.auth.audit import verify_chain
 from gateway.auth.tokens import Role
 from gateway.storage import open_store
 from tests.conftest import truncate
-from tests.gateway_support import bearer, running_gateway
+from tests.gateway_support import bearer, http_app, running_gateway
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 DEVICES = {"pat-a": uuid.UUID(int=0xA), "pat-b": uuid.UUID(int=0xB)}
@@ -123,14 +122,6 @@ async def _answer(http: httpx.AsyncClient, identity: str | None, endpoint: str, 
     if response.status_code != 200 or ENDPOINTS[endpoint][1] == "read" or endpoint in {"vitals", "export"}:
         return response.status_code
     return (200, bool(response.json().get("entry")))
-
-
-def http_app(http: httpx.AsyncClient) -> FastAPI:
-    """The app behind the in-process client."""
-    transport = http._transport
-    assert isinstance(transport, httpx.ASGITransport)
-    assert isinstance(transport.app, FastAPI)
-    return transport.app
 
 
 async def test_every_endpoint_object_and_identity_matches_the_access_table(gateway: httpx.AsyncClient) -> None:

@@ -51,6 +51,9 @@ _ACTIONS: Mapping[str, AuditAction] = {
     "list_quarantine": AuditAction.SEARCH,
     "show_quarantine": AuditAction.READ,
     "replay_quarantine": AuditAction.UPDATE,
+    "create_observation": AuditAction.CREATE,
+    "batch_or_transaction": AuditAction.CREATE,
+    "ingest_senml": AuditAction.CREATE,
 }
 
 
