@@ -241,3 +241,22 @@ async def test_a_senml_pack_is_stored(gateway: httpx.AsyncClient, timescale_url:
     assert again.status_code == 200
     assert (again.json()["stored"], again.json()["duplicates"]) == (0, 2)
     assert await stored_counts(timescale_url) == (2, 2)
+
+
+async def test_the_capability_statement_declares_create_batch_and_transaction(gateway: httpx.AsyncClient) -> None:
+    rest = (await gateway.get("/fhir/metadata")).json()["rest"][0]
+    observation = next(resource for resource in rest["resource"] if resource["type"] == "Observation")
+    assert {"code": "create"} in observation["interaction"]
+    assert rest["interaction"] == [{"code": "batch"}, {"code": "transaction"}]
+
+
+async def test_a_post_not_committed_in_time_is_answered_503(timescale_url: str, broker_port: int) -> None:
+    await _register(timescale_url)
+    async with running_gateway(_settings(timescale_url, broker_port, IngestSettings(http_commit_timeout_seconds=0.3))) as http:
+        runtime = http_app(http).state.runtime
+        pipeline = next(task for task in runtime.tasks if task.get_name() == "ingest-pipeline")
+        pipeline.cancel()  # nothing commits any more: the post must not claim it was stored
+        response = await http.post("/fhir/Observation", content=orjson.dumps(_example("heart-rate")), headers=_as(http))
+        assert response.status_code == 503
+        assert response.json()["issue"][0]["code"] == "transient"
+    assert await stored_counts(timescale_url) == (0, 0)
