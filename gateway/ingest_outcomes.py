@@ -108,16 +108,23 @@ class PreparedBatch:
         self.held.clear()
 
     def reports(self, result: WriteResult) -> dict[int, FrameReport]:
-        """Per delivery position, once the store said which reading keys were new."""
+        """Per delivery position, once the store said which reading keys were new.
+
+        A key new to the store but sent twice in the batch was created by its first sender only.
+        """
+        created: set[str] = set()
         settled: dict[int, FrameReport] = {}
-        for position, items in self.items.items():
-            final = [
-                dataclasses.replace(o, status=ItemStatus.EXISTS)
-                if o.status is ItemStatus.CREATED and o.observation is not None and o.observation.key not in result.inserted_keys
-                else o
-                for o in items
-            ]
-            settled[position] = FrameReport(tuple(sorted(final, key=_by_index)), atomic=position in self.atomic)
+        for position in sorted(self.items):
+            final = []
+            for outcome in sorted(self.items[position], key=_by_index):
+                key = outcome.observation.key if outcome.observation is not None else None
+                if outcome.status is ItemStatus.CREATED and key is not None:
+                    new = key in result.inserted_keys and key not in created
+                    created.add(key)
+                    final.append(outcome if new else dataclasses.replace(outcome, status=ItemStatus.EXISTS))
+                else:
+                    final.append(outcome)
+            settled[position] = FrameReport(tuple(final), atomic=position in self.atomic)
         return settled
 
 
