@@ -217,6 +217,11 @@ async def test_a_batch_stores_its_good_entries_and_a_transaction_all_or_nothing(
         ("malformed_frame", 2),
     ]
 
+    only_bad = {"resourceType": "Bundle", "type": "transaction", "entry": [_entry(cancelled)]}
+    assert (await gateway.post("/fhir", content=orjson.dumps(only_bad), headers=_as(gateway))).status_code == 422
+    empty = await gateway.post("/fhir", content=orjson.dumps({"resourceType": "Bundle", "type": "batch"}), headers=_as(gateway))
+    assert empty.json() == {"resourceType": "Bundle", "type": "batch-response"}
+
     transaction["entry"] = [*transaction["entry"][:2], _entry(_example("heart-rate"))]
     accepted = await gateway.post("/fhir", content=orjson.dumps(transaction), headers=_as(gateway))
     assert accepted.status_code == 200, accepted.text

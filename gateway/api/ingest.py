@@ -94,13 +94,15 @@ async def _ingest(request: Request, rt: Runtime, principal: Principal, posted: H
         return response
     outcomes = report.items
     whole = [outcome for outcome in outcomes if outcome.index is None]
-    if whole or not outcomes:
+    if whole:
         return _rejected(whole)
+    if posted is HttpFormat.BUNDLE:
+        return _bundle_response(report)
+    if not outcomes:  # not expected: a decoded Observation or pack has at least one item
+        return outcome_response(400, "the request holds no reading", code="invalid")
     if posted is HttpFormat.OBSERVATION:
         return await _created(rt, outcomes[0])
-    if posted is HttpFormat.SENML:
-        return _senml_summary(outcomes)
-    return _bundle_response(report)
+    return _senml_summary(outcomes)
 
 
 def _device(principal: Principal) -> str:
@@ -174,20 +176,18 @@ def _status(outcome: ItemOutcome) -> int:
     return 400 if reason in _BAD_REQUEST else 422
 
 
-def _issue(outcome: ItemOutcome) -> Issue:
+def _issue(outcome: ItemOutcome, *, numbered: bool) -> Issue:
     if outcome.rejection is None:
         return Issue("error", "processing", f"entry {outcome.index}: not stored, another entry of the transaction was rejected")
-    where = "" if outcome.index is None else f"entry {outcome.index}: "
+    where = f"entry {outcome.index}: " if numbered and outcome.index is not None else ""
     code = "invalid" if _status(outcome) == HTTPStatus.BAD_REQUEST else "processing"
     return Issue("error", code, f"{outcome.rejection.reason}: {where}{outcome.rejection.detail}")
 
 
-def _rejected(outcomes: Sequence[ItemOutcome]) -> Response:
-    rejected = [outcome for outcome in outcomes if outcome.rejection is not None]
-    if not rejected:
-        return outcome_response(400, "the request holds no reading", code="invalid")
+def _rejected(rejected: Sequence[ItemOutcome], *, numbered: bool = False) -> Response:
+    """One OperationOutcome for rejected items: 400 if any is malformed, else the first one's status."""
     status = 400 if any(_status(outcome) == HTTPStatus.BAD_REQUEST for outcome in rejected) else _status(rejected[0])
-    return _fhir(status, operation_outcome([_issue(outcome) for outcome in outcomes]))
+    return _fhir(status, operation_outcome([_issue(outcome, numbered=numbered) for outcome in rejected]))
 
 
 async def _created(rt: Runtime, outcome: ItemOutcome) -> Response:
@@ -202,12 +202,14 @@ async def _created(rt: Runtime, outcome: ItemOutcome) -> Response:
 
 def _bundle_response(report: FrameReport) -> Response:
     outcomes = report.items
-    if any(outcome.status is ItemStatus.NOT_STORED for outcome in outcomes):
+    rejected = [outcome for outcome in outcomes if outcome.rejection is not None]
+    if report.atomic and rejected:
         # A transaction with a rejected entry stored nothing: the answer is the problem, not a Bundle.
-        return _rejected([outcome for outcome in outcomes if outcome.status is not ItemStatus.NOT_STORED])
-    kind = "transaction-response" if report.atomic else "batch-response"
-    entries = [_entry(outcome) for outcome in outcomes]
-    return _fhir(200, {"resourceType": "Bundle", "type": kind, "entry": entries})
+        return _rejected(rejected, numbered=True)
+    bundle: dict[str, object] = {"resourceType": "Bundle", "type": "transaction-response" if report.atomic else "batch-response"}
+    if outcomes:  # FHIR JSON has no empty arrays
+        bundle["entry"] = [_entry(outcome) for outcome in outcomes]
+    return _fhir(200, bundle)
 
 
 def _entry(outcome: ItemOutcome) -> dict[str, object]:
@@ -215,7 +217,12 @@ def _entry(outcome: ItemOutcome) -> dict[str, object]:
         text = "201 Created" if outcome.status is ItemStatus.CREATED else "200 OK"
         return {"response": {"status": text, "location": f"Observation/{outcome.observation.key}"}}
     status = _status(outcome)
-    return {"response": {"status": f"{status} {HTTPStatus(status).phrase}", "outcome": operation_outcome([_issue(outcome)])}}
+    return {
+        "response": {
+            "status": f"{status} {HTTPStatus(status).phrase}",
+            "outcome": operation_outcome([_issue(outcome, numbered=True)]),
+        }
+    }
 
 
 def _senml_summary(outcomes: Sequence[ItemOutcome]) -> Response:
