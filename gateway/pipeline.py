@@ -227,9 +227,12 @@ class IngestPipeline:
 
     async def submit(self, delivery: Delivery) -> None:
         """Queue a delivery; waits while the queue is full (back-pressure to the source)."""
+        await self._queue.put(delivery)
+        # Counted once queued: a submit cancelled while the queue was full (an HTTP post that
+        # timed out) never reaches the pipeline, which would never take it off the gauge.
+        # No await since the put, so the pipeline cannot take it off before it is counted.
         self.metrics.received.labels(delivery.frame.source).inc()
         self.metrics.unacknowledged.inc()
-        await self._queue.put(delivery)
 
     async def run(self) -> None:
         """Take batches from the queue and store them, forever."""
