@@ -40,8 +40,8 @@ def bearer(
     return {"Authorization": f"Bearer {token}"}
 
 
-def http_app(http: httpx.AsyncClient) -> FastAPI:
-    """The app behind the in-process client."""
+def app_of(http: httpx.AsyncClient) -> FastAPI:
+    """The app behind an in-process client of :func:`running_gateway`."""
     transport = http._transport
     assert isinstance(transport, httpx.ASGITransport)
     assert isinstance(transport.app, FastAPI)
@@ -52,7 +52,7 @@ def http_app(http: httpx.AsyncClient) -> FastAPI:
 async def running_gateway(settings: GatewaySettings, **app_options: Any) -> AsyncIterator[httpx.AsyncClient]:
     """The real app with its lifespan (store, MQTT source, pipeline) and an HTTP client, once the broker is up.
 
-    The client carries an administrator's token; :func:`http_app` finds the app, for :func:`bearer`.
+    The client carries an administrator's token; :func:`app_of` gives the app, for :func:`bearer`.
     """
     app = create_app(settings, **app_options)
     async with (

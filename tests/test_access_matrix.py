@@ -23,7 +23,7 @@ from gateway.auth.audit import verify_chain
 from gateway.auth.tokens import Role
 from gateway.storage import open_store
 from tests.conftest import truncate
-from tests.gateway_support import bearer, http_app, running_gateway
+from tests.gateway_support import app_of, bearer, running_gateway
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 DEVICES = {"pat-a": uuid.UUID(int=0xA), "pat-b": uuid.UUID(int=0xB)}
@@ -116,7 +116,7 @@ async def _answer(http: httpx.AsyncClient, identity: str | None, endpoint: str, 
     headers = {"Authorization": ""}
     if identity is not None:
         role, scope, context, _ = IDENTITIES[identity]
-        headers = bearer(http_app(http), role, scope, context, subject=identity)
+        headers = bearer(app_of(http), role, scope, context, subject=identity)
     path, params = ENDPOINTS[endpoint][0](patient)
     response = await http.get(path, params=params, headers=headers)
     if response.status_code != 200 or ENDPOINTS[endpoint][1] == "read" or endpoint in {"vitals", "export"}:
@@ -138,7 +138,7 @@ async def test_every_endpoint_object_and_identity_matches_the_access_table(gatew
 
 
 async def test_operations_are_for_operators_only(gateway: httpx.AsyncClient) -> None:
-    app = http_app(gateway)
+    app = app_of(gateway)
     assert (await gateway.get("/api/v1/quarantine", headers={"Authorization": ""})).status_code == 401
     for identity, (role, scope, context, _) in IDENTITIES.items():
         response = await gateway.get("/api/v1/quarantine", headers=bearer(app, role, scope, context, subject=identity))
@@ -148,7 +148,7 @@ async def test_operations_are_for_operators_only(gateway: httpx.AsyncClient) -> 
 
 
 async def test_a_scope_query_narrows_what_a_token_reads(gateway: httpx.AsyncClient) -> None:
-    app = http_app(gateway)
+    app = app_of(gateway)
     vitals_only = bearer(app, Role.PATIENT, "patient/Observation.rs?category=vital-signs", "pat-a")
     laboratory_only = bearer(app, Role.PATIENT, "patient/Observation.rs?category=laboratory", "pat-a")
     own = f"/fhir/Observation/{OBSERVATIONS['pat-a']}"
@@ -165,7 +165,7 @@ async def test_tokens_are_checked_before_anything_else(gateway: httpx.AsyncClien
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
         assert response.json()["issue"][0]["code"] == "login"
-    expired = http_app(gateway).state.runtime.auth.local.issue(
+    expired = app_of(gateway).state.runtime.auth.local.issue(
         "admin", Role.ADMIN, "user/*.cruds", now=datetime.now(UTC).timestamp() - 7200, lifetime=timedelta(minutes=60)
     )
     response = await gateway.get("/fhir/Observation", headers={"Authorization": f"Bearer {expired}"})
@@ -175,7 +175,7 @@ async def test_tokens_are_checked_before_anything_else(gateway: httpx.AsyncClien
 
 
 async def test_a_search_without_a_patient_is_the_only_one_reached_or_a_400(gateway: httpx.AsyncClient) -> None:
-    app = http_app(gateway)
+    app = app_of(gateway)
     practitioner = bearer(app, Role.PRACTITIONER, USER_READ, subject="dr-1")
     alone = (await gateway.get("/fhir/Observation", headers=practitioner)).json()
     assert {entry["resource"]["subject"]["reference"] for entry in alone["entry"]} == {"Patient/pat-a"}
@@ -188,7 +188,7 @@ async def test_a_search_without_a_patient_is_the_only_one_reached_or_a_400(gatew
 
 
 async def test_every_request_allowed_or_denied_leaves_one_audit_event(gateway: httpx.AsyncClient) -> None:
-    app = http_app(gateway)
+    app = app_of(gateway)
     store = app.state.runtime.store
     before = len(await store.audit_chain(0, 100_000))
     patient_a = bearer(app, Role.PATIENT, READ, "pat-a", subject="pat-a")

@@ -20,7 +20,7 @@ from edge_config import DatabaseSettings, GatewaySettings, IngestSettings, MqttS
 from gateway.auth.tokens import Role
 from gateway.storage import open_store
 from tests.conftest import truncate
-from tests.gateway_support import bearer, http_app, running_gateway, stored_counts
+from tests.gateway_support import app_of, bearer, running_gateway, stored_counts
 
 EXAMPLES = Path(__file__).resolve().parent.parent / ".cache" / "fhir-r4-examples"
 VITALS = (
@@ -76,7 +76,7 @@ async def gateway(timescale_url: str, broker_port: int) -> AsyncIterator[httpx.A
 
 
 def _as(http: httpx.AsyncClient, device: str = "dev-1") -> dict[str, str]:
-    return {**bearer(http_app(http), Role.DEVICE, "system/Observation.c", subject=device), **FHIR}
+    return {**bearer(app_of(http), Role.DEVICE, "system/Observation.c", subject=device), **FHIR}
 
 
 async def test_the_official_vital_sign_examples_are_stored_once_and_found(gateway: httpx.AsyncClient, timescale_url: str) -> None:
@@ -138,12 +138,12 @@ async def test_an_observation_about_another_patient_is_refused_and_stores_nothin
 
 async def test_only_registered_devices_post_and_only_as_devices(gateway: httpx.AsyncClient, timescale_url: str) -> None:
     body = orjson.dumps(_example("heart-rate"))
-    patient = bearer(http_app(gateway), Role.PATIENT, "patient/Observation.cruds", "example", subject="example")
+    patient = bearer(app_of(gateway), Role.PATIENT, "patient/Observation.cruds", "example", subject="example")
     for headers in (patient, {}):  # the second: the client's own administrator token
         response = await gateway.post("/fhir/Observation", content=body, headers={**headers, **FHIR})
         assert response.status_code == 403, response.text
         assert response.json()["resourceType"] == "OperationOutcome"
-    read_only = bearer(http_app(gateway), Role.DEVICE, "system/Observation.rs", subject="dev-1")
+    read_only = bearer(app_of(gateway), Role.DEVICE, "system/Observation.rs", subject="dev-1")
     assert (await gateway.post("/fhir/Observation", content=body, headers={**read_only, **FHIR})).status_code == 403
     assert (await gateway.post("/fhir/Observation", content=body, headers=_as(gateway, "dev-unknown"))).status_code == 403
     unassigned = await gateway.post("/fhir/Observation", content=body, headers=_as(gateway, "dev-unassigned"))
@@ -258,7 +258,7 @@ async def test_the_capability_statement_declares_create_batch_and_transaction(ga
 async def test_a_post_not_committed_in_time_is_answered_503(timescale_url: str, broker_port: int) -> None:
     await _register(timescale_url)
     async with running_gateway(_settings(timescale_url, broker_port, IngestSettings(http_commit_timeout_seconds=0.3))) as http:
-        runtime = http_app(http).state.runtime
+        runtime = app_of(http).state.runtime
         pipeline = next(task for task in runtime.tasks if task.get_name() == "ingest-pipeline")
         pipeline.cancel()  # nothing commits any more: the post must not claim it was stored
         response = await http.post("/fhir/Observation", content=orjson.dumps(_example("heart-rate")), headers=_as(http))
