@@ -138,3 +138,7 @@ class FrameDecode:
 
     readings: tuple[Reading, ...]
     rejections: tuple[tuple[int, InputRejectedError], ...] = ()
+    claimed_patients: tuple[tuple[int, str], ...] = ()
+    """Patients the payload names, by reading index: attribution must agree (``identity_mismatch``)."""
+    atomic: bool = False
+    """All or nothing: when any item is rejected, none of the frame's readings is stored (a FHIR transaction)."""

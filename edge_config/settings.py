@@ -133,6 +133,11 @@ class IngestSettings(_Section):
     max_readings_per_message: int = Field(default=1_000, ge=1, le=100_000)
     future_tolerance_seconds: int = Field(default=300, ge=0, le=86_400)
     retry_max_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_rate_per_second: float = Field(default=20.0, gt=0, le=10_000, description="HTTP ingest requests per device per second")
+    http_burst: int = Field(default=40, ge=1, le=100_000, description="HTTP ingest requests a device may send at once")
+    http_commit_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="how long an HTTP post waits for its commit before answering 503"
+    )
 
 
 class PairedDeviceSettings(_Section):

@@ -94,7 +94,13 @@ class ResourceCapability:
         return resource
 
 
-def capability_statement(software_version: str, base_url: str, resources: Sequence[ResourceCapability]) -> dict[str, object]:
+def capability_statement(
+    software_version: str, base_url: str, resources: Sequence[ResourceCapability], interactions: Sequence[str] = ()
+) -> dict[str, object]:
+    """``interactions`` are the whole-system ones (``batch``, ``transaction``)."""
+    rest: dict[str, object] = {"mode": "server", "resource": [resource.as_fhir() for resource in resources]}
+    if interactions:
+        rest["interaction"] = [{"code": code} for code in interactions]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -104,5 +110,5 @@ def capability_statement(software_version: str, base_url: str, resources: Sequen
         "implementation": {"description": "PulseBridge personal health device gateway", "url": base_url},
         "fhirVersion": FHIR_VERSION,
         "format": ["json", FHIR_JSON],
-        "rest": [{"mode": "server", "resource": [resource.as_fhir() for resource in resources]}],
+        "rest": [rest],
     }

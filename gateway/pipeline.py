@@ -39,6 +39,15 @@ from edge_config.mapping_templates import Template, TemplateSet
 from fhir_mapper.devices import gateway_device_id
 from fhir_mapper.observation import Attribution, MappedObservation, MapperContext, MappingInput, ObservationMapper
 from fhir_mapper.plausibility import PlausibilityPolicy, RangeOverride
+from gateway.http_frames import SOURCE as HTTP_SOURCE
+from gateway.http_frames import HttpFrameDecoder
+from gateway.ingest_outcomes import (
+    DecodedFrame,
+    FrameReport,
+    PreparedBatch,
+    ReportingDelivery,
+    quarantine_entry,
+)
 from gateway.metrics import IngestMetrics
 from gateway.storage import ObservationStore, QuarantineEntry, WriteResult
 
@@ -58,7 +67,7 @@ def mapper_for(settings: GatewaySettings) -> ObservationMapper:
 
 
 def decoders_for(settings: GatewaySettings, clocks: ClockBook, templates: TemplateSet | None = None) -> dict[str, FrameDecoder]:
-    """A decoder per frame source: MQTT payload formats (by topic), Bluetooth GATT values and advertisements."""
+    """A decoder per frame source: MQTT payload formats (by topic), Bluetooth GATT values and advertisements, HTTP posts."""
     bind_keys = {
         device.device_id: bind_key_from_hex(device.bind_key.get_secret_value())
         for device in settings.ble.devices
@@ -69,6 +78,7 @@ def decoders_for(settings: GatewaySettings, clocks: ClockBook, templates: Templa
         "mqtt": MqttFrameDecoder(settings.ingest, settings.mqtt.theengs_base_topic, templates),
         BLE_SOURCE: BleFrameDecoder(clocks),
         ADVERTISEMENT_SOURCE: AdvertisementFrameDecoder(bind_keys, thermometers),
+        HTTP_SOURCE: HttpFrameDecoder(settings.ingest),
     }
 
 
@@ -191,13 +201,6 @@ class IngestStats:
     store_failures: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _DecodedFrame:
-    frame: RawFrame
-    device_id: str
-    decoded: FrameDecode
-
-
 class IngestPipeline:
     def __init__(
         self,
@@ -224,9 +227,12 @@ class IngestPipeline:
 
     async def submit(self, delivery: Delivery) -> None:
         """Queue a delivery; waits while the queue is full (back-pressure to the source)."""
+        await self._queue.put(delivery)
+        # Counted once queued: a submit cancelled while the queue was full (an HTTP post that
+        # timed out) never reaches the pipeline, which would never take it off the gauge.
+        # No await since the put, so the pipeline cannot take it off before it is counted.
         self.metrics.received.labels(delivery.frame.source).inc()
         self.metrics.unacknowledged.inc()
-        await self._queue.put(delivery)
 
     async def run(self) -> None:
         """Take batches from the queue and store them, forever."""
@@ -255,7 +261,7 @@ class IngestPipeline:
         backoff = 0.1
         while True:
             try:
-                result = await self.store_batch(batch)
+                result, reports = await self._store_batch(batch)
             except StorageError as exc:
                 self.stats.store_failures += 1
                 self.metrics.store_failures.inc()
@@ -263,95 +269,106 @@ class IngestPipeline:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._settings.retry_max_seconds)
                 continue
-            for delivery in batch:
+            for position, delivery in enumerate(batch):
+                if isinstance(delivery, ReportingDelivery):
+                    delivery.report(reports.get(position, FrameReport(())))
                 delivery.ack()
             self.metrics.unacknowledged.dec(len(batch))
             return result
 
     async def store_batch(self, batch: Sequence[Delivery]) -> WriteResult:
         """Decode, attribute and map ``batch``, then commit it in one transaction (no ack)."""
-        observations, quarantine = await self.prepare(batch)
-        result = await self._store.write_batch(observations, quarantine)
+        result, _ = await self._store_batch(batch)
+        return result
+
+    def readings_of(self, frame: RawFrame) -> tuple[Reading, ...]:
+        """The readings a frame carries, decoded only (no registry, no mapping); raises InputRejectedError."""
+        decoder = self._decoder(frame)
+        return decoder.decode(frame, decoder.device_id(frame)).readings
+
+    def _decoder(self, frame: RawFrame) -> FrameDecoder:
+        decoder = self._decoders.get(frame.source)
+        if decoder is None:
+            raise DecodeError(ReasonCode.MALFORMED_FRAME, f"no decoder for frames from {frame.source!r}")
+        return decoder
+
+    def _decode(self, batch: Sequence[Delivery], prepared: PreparedBatch) -> list[DecodedFrame]:
+        frames: list[DecodedFrame] = []
+        for position, delivery in enumerate(batch):
+            device_id: str | None = None
+            try:
+                decoder = self._decoder(delivery.frame)
+                device_id = decoder.device_id(delivery.frame)
+                decoded = decoder.decode(delivery.frame, device_id)
+            except InputRejectedError as exc:
+                prepared.reject(position, quarantine_entry(delivery.frame, device_id, exc, None))
+                continue
+            for index, error in decoded.rejections:
+                prepared.reject(position, quarantine_entry(delivery.frame, device_id, error, index))
+            if decoded.atomic:
+                prepared.atomic.add(position)
+            if decoded.readings:
+                frames.append(DecodedFrame(delivery.frame, device_id, decoded, position))
+        return frames
+
+    async def _store_batch(self, batch: Sequence[Delivery]) -> tuple[WriteResult, dict[int, FrameReport]]:
+        prepared = await self._prepare(batch)
+        result = await self._store.write_batch(prepared.observations, prepared.quarantine)
         self.stats.frames += len(batch)
         self.stats.batches += 1
         self.stats.stored += result.inserted
         self.stats.duplicates += result.duplicates
         self.stats.quarantined += result.quarantined
-        self.metrics.committed(batch, result.inserted, result.duplicates, [entry.reason for entry in quarantine])
-        return result
-
-    def readings_of(self, frame: RawFrame) -> tuple[Reading, ...]:
-        """The readings a frame carries, decoded only (no registry, no mapping); raises InputRejectedError."""
-        decoder = self._decoders.get(frame.source)
-        if decoder is None:
-            raise DecodeError(ReasonCode.MALFORMED_FRAME, f"no decoder for frames from {frame.source!r}")
-        return decoder.decode(frame, decoder.device_id(frame)).readings
+        self.metrics.committed(batch, result.inserted, result.duplicates, [entry.reason for entry in prepared.quarantine])
+        return result, prepared.reports(result) if any(isinstance(d, ReportingDelivery) for d in batch) else {}
 
     async def prepare(self, batch: Sequence[Delivery]) -> tuple[list[MappedObservation], list[QuarantineEntry]]:
         """What ``batch`` becomes: Observations to store and inputs to quarantine (reads the registry, writes nothing)."""
-        frames: list[_DecodedFrame] = []
-        quarantine: list[QuarantineEntry] = []
-        for delivery in batch:
-            device_id: str | None = None
-            try:
-                decoder = self._decoders.get(delivery.frame.source)
-                if decoder is None:
-                    raise DecodeError(ReasonCode.MALFORMED_FRAME, f"no decoder for frames from {delivery.frame.source!r}")
-                device_id = decoder.device_id(delivery.frame)
-                decoded = decoder.decode(delivery.frame, device_id)
-            except InputRejectedError as exc:
-                quarantine.append(_entry(delivery.frame, device_id, exc, None))
-                continue
-            quarantine.extend(_entry(delivery.frame, device_id, error, index) for index, error in decoded.rejections)
-            if decoded.readings:
-                frames.append(_DecodedFrame(delivery.frame, device_id, decoded))
+        prepared = await self._prepare(batch)
+        return prepared.observations, prepared.quarantine
 
+    async def _prepare(self, batch: Sequence[Delivery]) -> PreparedBatch:
+        prepared = PreparedBatch()
+        frames = self._decode(batch, prepared)
         registrations = await self._store.registrations({item.device_id for item in frames})
         inputs: list[MappingInput] = []
-        origins: list[tuple[RawFrame, str, int]] = []
+        origins: list[tuple[DecodedFrame, int]] = []
         for item in frames:
             registration = registrations.get(item.device_id)
             if registration is None:
                 error = IdentityError(ReasonCode.UNKNOWN_DEVICE, f"device {item.device_id!r} is not registered")
-                quarantine.append(_entry(item.frame, item.device_id, error, None))
+                prepared.reject(item.position, quarantine_entry(item.frame, item.device_id, error, None))
                 continue
+            claimed = dict(item.decoded.claimed_patients)
             for reading in item.decoded.readings:
                 patient_id = registration.patient_at(reading.time, reading.user)
                 if patient_id is None:
                     slot = f" user {reading.user}" if reading.user is not None and registration.slots else ""
                     detail = f"device {item.device_id!r}{slot} was not assigned to a patient at {reading.time.isoformat()}"
-                    quarantine.append(
-                        _entry(item.frame, item.device_id, IdentityError(ReasonCode.UNPAIRED_DEVICE, detail), reading.index)
+                    identity = IdentityError(ReasonCode.UNPAIRED_DEVICE, detail)
+                    prepared.reject(item.position, quarantine_entry(item.frame, item.device_id, identity, reading.index))
+                    continue
+                if claimed.get(reading.index, patient_id) != patient_id:
+                    # The payload's word never attributes a reading: the authenticated device does.
+                    detail = (
+                        f"the payload names Patient/{claimed[reading.index]}, "
+                        f"not the patient device {item.device_id!r} is assigned to"
                     )
+                    identity = IdentityError(ReasonCode.IDENTITY_MISMATCH, detail)
+                    prepared.reject(item.position, quarantine_entry(item.frame, item.device_id, identity, reading.index))
                     continue
                 attribution = Attribution(patient_id, registration.device.resource_id, item.device_id)
                 inputs.append(MappingInput(reading, attribution, item.frame.received_at, item.frame.source))
-                origins.append((item.frame, item.device_id, reading.index))
+                origins.append((item, reading.index))
 
         observations, rejected = self._mapper.map_batch(inputs)
+        rejected_positions: set[int] = set()
         for position, rejection in rejected:
-            frame, device_id, index = origins[position]
-            quarantine.append(_entry(frame, device_id, rejection, index))
-        return observations, quarantine
-
-
-QUARANTINED_PAYLOAD_LIMIT = 1024 * 1024
-"""An oversize payload is kept up to this many octets: enough to see what it was, not 10 MB per row."""
-
-
-def _entry(frame: RawFrame, device_id: str | None, error: InputRejectedError, index: int | None) -> QuarantineEntry:
-    payload, detail = frame.payload, error.detail
-    if len(payload) > QUARANTINED_PAYLOAD_LIMIT:
-        payload = payload[:QUARANTINED_PAYLOAD_LIMIT]
-        detail += f" (payload kept: the first {QUARANTINED_PAYLOAD_LIMIT} of {len(frame.payload)} octets)"
-    return QuarantineEntry(
-        received_at=frame.received_at,
-        source=frame.source,
-        channel=frame.channel,
-        device_id=device_id,
-        stage=error.stage.value,
-        reason=error.reason.value,
-        detail=detail,
-        payload=payload,
-        item_index=index,
-    )
+            item, index = origins[position]
+            rejected_positions.add(position)
+            prepared.reject(item.position, quarantine_entry(item.frame, item.device_id, rejection, index))
+        survivors = [origin for position, origin in enumerate(origins) if position not in rejected_positions]
+        for observation, (item, index) in zip(observations, survivors, strict=True):
+            prepared.accept(item, index, observation)
+        prepared.release_held()
+        return prepared

@@ -118,11 +118,13 @@ class GatewayProcess:
             time.sleep(0.1)
         raise RuntimeError(f"gateway not healthy within {timeout} s:\n{self.log()}")
 
-    def token(self, role: Role = Role.ADMIN, scope: str = ADMIN_SCOPE, patient_id: str | None = None) -> str:
+    def token(
+        self, role: Role = Role.ADMIN, scope: str = ADMIN_SCOPE, patient_id: str | None = None, *, subject: str | None = None
+    ) -> str:
         """A bearer token signed with the gateway's own key (the file it shares with the tests)."""
         settings = AuthSettings()
         issuer = LocalIssuer.from_key_file(settings.issuer, settings.audience, self.signing_key_file)
-        return issuer.issue(f"test-{role}", role, scope, patient_id=patient_id)
+        return issuer.issue(subject or f"test-{role}", role, scope, patient_id=patient_id)
 
     @property
     def pid(self) -> int | None:

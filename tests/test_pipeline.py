@@ -10,6 +10,7 @@ import orjson
 from device_adapters.readings import Delivery, FrameDecode, Quantity, RawFrame, Reading
 from edge_config import IngestSettings
 from fhir_mapper.validation import validate_resource
+from gateway.ingest_outcomes import FrameReport, ItemStatus, ReportingDelivery
 from gateway.pipeline import IngestPipeline
 from gateway.storage import ObservationQuery, ObservationStore
 
@@ -116,3 +117,55 @@ async def test_user_slots_attribute_each_reading_to_its_slot_holder(store: Obser
     (unassigned,) = await store.list_quarantine(10)
     assert (unassigned.reason, unassigned.item_index) == ("unpaired_device", 2)
     assert "'cuff-1' user 3 was not assigned" in unassigned.detail
+
+
+class _Given:
+    """A decoder that returns prepared decodes by channel: the pipeline's side of the hooks, alone."""
+
+    def __init__(self, decodes: dict[str, FrameDecode]) -> None:
+        self.decodes = decodes
+
+    def device_id(self, frame: RawFrame) -> str:  # noqa: ARG002 - one device here
+        return "hub-1"
+
+    def decode(self, frame: RawFrame, device_id: str) -> FrameDecode:  # noqa: ARG002 - one device here
+        return self.decodes[frame.channel]
+
+
+async def test_reports_per_item_claimed_patients_and_all_or_nothing_frames(store: ObservationStore) -> None:
+    await store.add_patient("ada", None, None)
+    await store.add_device("hub-1", "hub", None)
+    await store.assign_device("hub-1", "ada", None)
+
+    def hr(index: int, value: int = 70) -> Reading:
+        return Reading("hub-1", "heart_rate", LENT + timedelta(minutes=index), Quantity(Decimal(value), "/min"), index=index)
+
+    decoder = _Given({
+        "plain": FrameDecode((hr(0), hr(1)), claimed_patients=((0, "ada"), (1, "bob"))),
+        "atomic": FrameDecode((hr(2), hr(3, 900)), atomic=True),
+        "atomic-ok": FrameDecode((hr(4), hr(0)), atomic=True),
+    })  # fmt: skip
+    pipeline = IngestPipeline(store, IngestSettings(), decoders={"test": decoder})
+    reports: dict[str, FrameReport] = {}
+    acks: list[str] = []
+
+    def delivery(channel: str) -> ReportingDelivery:
+        return ReportingDelivery(
+            RawFrame("test", channel, channel.encode(), NOW), lambda: acks.append(channel),
+            lambda report: reports.__setitem__(channel, report),
+        )  # fmt: skip
+
+    result = await pipeline.store_until_committed([delivery("plain"), delivery("atomic"), delivery("atomic-ok")])
+    assert acks == ["plain", "atomic", "atomic-ok"]
+    assert (result.inserted, result.duplicates) == (2, 1)  # hr(0) twice: the second is the same reading
+    statuses = {channel: [(item.index, item.status) for item in report.items] for channel, report in reports.items()}
+    assert statuses == {
+        "plain": [(0, ItemStatus.CREATED), (1, ItemStatus.REJECTED)],
+        "atomic": [(2, ItemStatus.NOT_STORED), (3, ItemStatus.REJECTED)],
+        "atomic-ok": [(0, ItemStatus.EXISTS), (4, ItemStatus.CREATED)],
+    }
+    assert reports["atomic"].atomic
+    assert not reports["plain"].atomic
+    assert reports["plain"].items[1].rejection is not None
+    assert reports["plain"].items[1].rejection.reason == "identity_mismatch"
+    assert len(await store.search_observations(ObservationQuery(patient_id="ada"))) == 2

@@ -90,9 +90,11 @@ async def test_write_batch_stores_once_and_counts_duplicates(store: ObservationS
     first = [_observation(device, "p", "heart_rate", T0 + timedelta(minutes=i), 60 + i) for i in range(5)]
     result = await store.write_batch(first, [])
     assert (result.inserted, result.duplicates) == (5, 0)
+    assert result.inserted_keys == {o.key for o in first}
     again = [*first[2:], first[2], _observation(device, "p", "heart_rate", T0 + timedelta(minutes=9), 99)]
     result = await store.write_batch(again, [])
     assert (result.inserted, result.duplicates) == (1, 4)
+    assert result.inserted_keys == {again[-1].key}
     rows = await store.search_observations(ObservationQuery(patient_id="p", count=100))
     assert len(rows) == 6
     assert len({row.reading_key for row in rows}) == 6

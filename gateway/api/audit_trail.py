@@ -57,6 +57,9 @@ _ACTIONS: Mapping[str, AuditAction] = {
     "unpair_device": AuditAction.UNPAIR,
     "list_inbox": AuditAction.SEARCH,
     "claim_reading": AuditAction.UPDATE,
+    "create_observation": AuditAction.CREATE,
+    "batch_or_transaction": AuditAction.CREATE,
+    "ingest_senml": AuditAction.CREATE,
 }
 
 

@@ -17,7 +17,7 @@ from gateway.api.access import CallerDep, PatientAccess, patient_access, scope_k
 from gateway.api.errors import ERROR_RESPONSES, FhirJsonResponse, outcome_response
 from gateway.api.paging import searchset_response, strict_handling
 from gateway.api.search import SearchError, encode_observation_cursor, parse_last_n, parse_observation_search
-from gateway.api.search.capability import RESOURCES
+from gateway.api.search.capability import RESOURCES, SYSTEM_INTERACTIONS
 from gateway.api.search.common import as_uuid
 from gateway.auth.scopes import Interaction
 from gateway.runtime import Runtime
@@ -43,7 +43,8 @@ def fhir_base(request: Request, rt: Runtime) -> str:
 
 @router.get("/metadata")
 async def metadata(request: Request, rt: RuntimeDep) -> Response:
-    return Response(dumps(capability_statement(__version__, fhir_base(request, rt), RESOURCES)), media_type=FHIR_JSON)
+    statement = capability_statement(__version__, fhir_base(request, rt), RESOURCES, SYSTEM_INTERACTIONS)
+    return Response(dumps(statement), media_type=FHIR_JSON)
 
 
 @router.get("/Observation")

@@ -142,6 +142,13 @@ class WriteResult:
     inserted: int
     duplicates: int
     quarantined: int
+    inserted_keys: frozenset[str] = frozenset()
+    """The reading keys this batch stored for the first time (the rest of its keys were already there)."""
+
+    @classmethod
+    def of(cls, observations: int, inserted_keys: frozenset[str], quarantined: int) -> WriteResult:
+        inserted = len(inserted_keys)
+        return cls(inserted, observations - inserted, quarantined, inserted_keys)
 
 
 @dataclass(frozen=True, slots=True)

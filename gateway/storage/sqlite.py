@@ -300,17 +300,19 @@ class SqliteStore:
     # -- observations and quarantine ----------------------------------------------------------
 
     async def write_batch(self, observations: Sequence[MappedObservation], quarantine: Sequence[QuarantineEntry]) -> WriteResult:
-        def work(connection: sqlite3.Connection) -> int:
-            cursor = connection.executemany(
-                "INSERT OR IGNORE INTO observations (time, reading_key, patient_id, device_resource_id, kind, code, value, unit, "
-                "resource, received_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
+        def work(connection: sqlite3.Connection) -> frozenset[str]:
+            # One statement per row: its rowcount says whether this key was new, which a
+            # conditional create must tell its caller (executemany only gives the total).
+            inserted: set[str] = set()
+            for o in observations:
+                cursor = connection.execute(
+                    "INSERT OR IGNORE INTO observations (time, reading_key, patient_id, device_resource_id, kind, code, value, "
+                    "unit, resource, received_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (_micros(o.time), o.key, o.patient_id, str(o.device_resource_id), o.kind, o.code,
-                     None if o.value is None else str(o.value), o.unit, o.resource.decode(), _micros(o.received_at), o.source)
-                    for o in observations
-                ],
-            )  # fmt: skip
-            inserted = cursor.rowcount if observations else 0
+                     None if o.value is None else str(o.value), o.unit, o.resource.decode(), _micros(o.received_at), o.source),
+                )  # fmt: skip
+                if cursor.rowcount:
+                    inserted.add(o.key)
             connection.executemany(
                 "INSERT INTO quarantine (fingerprint, first_seen, last_seen, source, channel, device_id, stage, reason, detail, "
                 "item_index, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE "
@@ -321,10 +323,10 @@ class SqliteStore:
                     for q in quarantine
                 ],
             )  # fmt: skip
-            return inserted
+            return frozenset(inserted)
 
         inserted = await self._transaction("store a batch", work)
-        return WriteResult(inserted=inserted, duplicates=len(observations) - inserted, quarantined=len(quarantine))
+        return WriteResult.of(len(observations), inserted, len(quarantine))
 
     # -- FHIR search (issue 6) -----------------------------------------------------------------
 

@@ -268,7 +268,7 @@ class TimescaleStore:
     # -- observations and quarantine ----------------------------------------------------------
 
     async def write_batch(self, observations: Sequence[MappedObservation], quarantine: Sequence[QuarantineEntry]) -> WriteResult:
-        inserted = 0
+        inserted: frozenset[str] = frozenset()
         async with _translated("store a batch"), self._pool.acquire() as connection, connection.transaction():
             if observations:
                 await connection.execute(_CREATE_STAGING)
@@ -281,7 +281,7 @@ class TimescaleStore:
                     ],
                     columns=_OBSERVATION_COLUMNS,
                 )  # fmt: skip
-                inserted = len(await connection.fetch(_INSERT_FROM_STAGING))
+                inserted = frozenset(str(row["reading_key"]) for row in await connection.fetch(_INSERT_FROM_STAGING))
             if quarantine:
                 await connection.executemany(
                     _UPSERT_QUARANTINE,
@@ -291,7 +291,7 @@ class TimescaleStore:
                         for q in quarantine
                     ],
                 )  # fmt: skip
-        return WriteResult(inserted=inserted, duplicates=len(observations) - inserted, quarantined=len(quarantine))
+        return WriteResult.of(len(observations), inserted, len(quarantine))
 
     # -- FHIR search (issue 6) -----------------------------------------------------------------
 

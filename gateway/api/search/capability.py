@@ -9,7 +9,7 @@ _P = SearchParameter
 
 OBSERVATION = ResourceCapability(
     "Observation",
-    ("read", "search-type"),
+    ("read", "search-type", "create"),
     (
         _P("patient", "reference", "The patient (id or Patient/id); one per search."),
         _P("subject", "reference", "Same as patient."),
@@ -57,3 +57,5 @@ DEVICE = ResourceCapability(
     ),
 )
 RESOURCES = (OBSERVATION, PATIENT, DEVICE)
+SYSTEM_INTERACTIONS = ("batch", "transaction")
+"""POST /fhir: Bundles of Observations created by devices (HTTP ingest)."""
