@@ -27,7 +27,7 @@ from gateway import __version__
 from gateway.api.admin import router as admin_router
 from gateway.api.audit_trail import install_audit_trail
 from gateway.api.audit_trail import router as audit_router
-from gateway.api.errors import install_error_handlers
+from gateway.api.errors import install_error_handlers, install_url_guard
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
 from gateway.api.inbox import router as inbox_router
@@ -125,6 +125,7 @@ def create_app(
     app = FastAPI(title="PulseBridge", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     install_audit_trail(app)
+    install_url_guard(app)
     app.include_router(audit_router)
     app.include_router(fhir_router)
     app.include_router(registry_router)

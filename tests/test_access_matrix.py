@@ -165,6 +165,8 @@ async def test_tokens_are_checked_before_anything_else(gateway: httpx.AsyncClien
     )
     response = await gateway.get("/fhir/Observation", headers={"Authorization": f"Bearer {expired}"})
     assert (response.status_code, response.json()["issue"][0]["diagnostics"]) == (401, "the token has expired")
+    for nul in ("/api/v1/quarantine?reason=%00", "/fhir/Observation?patient=a%00b", "/fhir/Patient/a%00b"):
+        assert (await gateway.get(nul)).status_code == 400  # refused before PostgreSQL (or the audit trail) sees it
     for public in ("/fhir/metadata", "/healthz", "/.well-known/jwks.json"):
         assert (await gateway.get(public, headers={"Authorization": ""})).status_code == 200
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,6 +44,19 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 def outcome_response(status: int, diagnostics: str, *, code: str | None = None) -> Response:
     issue = Issue("error", code or _ISSUE_CODE.get(status, "exception"), diagnostics)
     return Response(dumps(operation_outcome([issue])), status_code=status, media_type=FHIR_JSON)
+
+
+def install_url_guard(app: FastAPI) -> None:
+    """Refuse NUL characters in the path or query before anything reads them (PostgreSQL text cannot hold them).
+
+    Installed last, so it runs first: not even the audit trail sees such a request.
+    """
+
+    @app.middleware("http")
+    async def refuse_nul(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if "\x00" in request.url.path or "%00" in request.url.query.lower():
+            return outcome_response(400, "NUL characters are not allowed in a URL")
+        return await call_next(request)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -43,7 +43,7 @@ RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 class ClaimRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    patient_id: str = Field(min_length=1, max_length=64)
+    patient_id: str = Field(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="a FHIR id")
 
 
 async def _reaches_device(runtime: Runtime, access: PatientAccess, device_id: str | None) -> bool:

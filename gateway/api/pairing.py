@@ -70,7 +70,7 @@ class RedeemRequest(BaseModel):
     code: str = Field(min_length=1, max_length=32, description="as shown: BCDF-GHJK (case and dashes do not matter)")
     device_id: str = Field(pattern=f"^{DEVICE_ID_PATTERN.pattern}$", description="the device's own id (serial, MAC)")
     kind: str | None = Field(default=None, pattern=_NAME)
-    display_name: str | None = Field(default=None, max_length=128)
+    display_name: str | None = Field(default=None, max_length=128, pattern=r"^[^\x00-\x1f\x7f]*$")
     credential: Literal["api-token", "mqtt"] = Field(
         default="api-token", description="an API token (HTTP ingest) or a broker password (MQTT)"
     )

@@ -114,6 +114,11 @@ async def _translated(action: str) -> AsyncIterator[None]:
         raise StorageError(msg) from exc
 
 
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL: a quarantine row about a hostile input must still be written."""
+    return None if value is None else value.replace("\x00", "\\x00")
+
+
 class TimescaleStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -286,8 +291,8 @@ class TimescaleStore:
                 await connection.executemany(
                     _UPSERT_QUARANTINE,
                     [
-                        (q.fingerprint, q.received_at, q.source, q.channel, q.device_id, q.stage, q.reason, q.detail,
-                         q.item_index, q.payload)
+                        (q.fingerprint, q.received_at, q.source, _text(q.channel), _text(q.device_id), q.stage, q.reason,
+                         _text(q.detail), q.item_index, q.payload)
                         for q in quarantine
                     ],
                 )  # fmt: skip
