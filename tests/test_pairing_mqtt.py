@@ -29,7 +29,7 @@ async def test_an_mqtt_paired_device_is_stored_and_an_unpaired_one_is_disconnect
         settings = GatewaySettings(
             database=DatabaseSettings(url=timescale_url),
             mqtt=MqttSettings(
-                port=port, username="gateway", password="gateway-secret", client_id="gateway",  # noqa: S106 - a test broker's
+                port=port, username="gateway", password="gateway-secret", client_id="gateway",  # noqa: S106 - a test broker's password
                 managed_password_file=managed, static_password_file=static, broker_pid_file=pid,
             ),
         )  # fmt: skip
