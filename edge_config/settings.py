@@ -227,6 +227,21 @@ class AuthSettings(_Section):
     trusted_issuers: list[TrustedIssuerSettings] = Field(default_factory=list)
 
 
+class DestinationSettings(_Section):
+    """An EHR that receives the Observations of its patients (the push itself: issue 8)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="names the destination in the outbox and the logs")
+    base_url: str = Field(pattern=r"^https?://", description="the EHR's FHIR base URL")
+    enabled: bool = Field(default=True, description="false: new readings are not queued for it")
+    kinds: list[str] | None = Field(default=None, description="only these reading kinds (default: every kind)")
+    patients: list[str] | None = Field(default=None, description="only these patients (default: every patient)")
+
+    def accepts(self, kind: str, patient_id: str) -> bool:
+        return (
+            self.enabled and (self.kinds is None or kind in self.kinds) and (self.patients is None or patient_id in self.patients)
+        )
+
+
 class PlausibleRangeSettings(_Section):
     low: Decimal
     high: Decimal
@@ -249,6 +264,9 @@ class GatewaySettings(BaseSettings):
     ble: BleSettings = BleSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
     auth: AuthSettings = AuthSettings()
+    destinations: list[DestinationSettings] = Field(
+        default_factory=list, description="EHRs to push to: each new reading is queued once per destination that accepts it"
+    )
     plausibility: dict[str, PlausibleRangeSettings] = Field(
         default_factory=dict,
         description="override a kind's plausible range: heart_rate, blood_pressure.systolic, blood_glucose (with unit)…",

@@ -78,7 +78,7 @@ def create_app(
             watcher = TemplateWatcher(settings.mqtt.templates_file) if settings.mqtt.templates_file else None
             templates = watcher.current if watcher else None
             decoders = decoders_for(settings, clocks, templates)
-            pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings), decoders)
+            pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings), decoders, destinations=settings.destinations)
             source = MqttSource(settings.mqtt, mqtt_topic_filters(settings, templates))
             jwks_http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
             runtime = Runtime(settings, store, pipeline, source, build_authenticator(settings.auth, jwks_http))

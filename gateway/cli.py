@@ -132,6 +132,11 @@ def _add_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _config_argument(maintenance.add_parser("run", help="run one pass now: refresh rollups, then apply retention"))
 
+    outbox = commands.add_parser("outbox", help="readings waiting to be pushed to EHRs").add_subparsers(
+        dest="action", required=True
+    )
+    _config_argument(outbox.add_parser("status", help="rows per destination and state, and the oldest due"))
+
     token = commands.add_parser("token", help="bearer tokens for the API").add_subparsers(dest="action", required=True)
     issue = token.add_parser("issue", help="print a token signed with the gateway's key (auth.signing_key_file)")
     issue.add_argument("subject", help="who the token is for: an account id, or a backend client's name")
@@ -181,7 +186,7 @@ def _dispatch(args: argparse.Namespace) -> None:
         case "migrate":
             with_store(load_settings(args.config), lambda store: store.migrate())
             print("migrations applied")
-        case "patients" | "devices" | "quarantine" | "mqtt" | "maintenance" | "token":
+        case "patients" | "devices" | "quarantine" | "mqtt" | "maintenance" | "token" | "outbox":
             _registry(args)
         case "decode":
             if args.action == "gatt":
@@ -292,7 +297,9 @@ def _replay_quarantine(settings: GatewaySettings, args: argparse.Namespace) -> N
         raise UsageError("name row ids, or --reason to replay every row with that reason")
 
     async def work(store: ObservationStore) -> list[ReplayOutcome]:
-        pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings), decoders_for(settings, ClockBook()))
+        pipeline = IngestPipeline(
+            store, settings.ingest, mapper_for(settings), decoders_for(settings, ClockBook()), destinations=settings.destinations
+        )
         rows = (
             [await store.get_quarantine(row_id) for row_id in args.row_ids]
             if args.row_ids
@@ -321,6 +328,15 @@ def _run_maintenance(settings: GatewaySettings, _: argparse.Namespace) -> None:
     )
 
 
+def _outbox_status(settings: GatewaySettings, _: argparse.Namespace) -> None:
+    counts = with_store(settings, lambda store: store.outbox_status())
+    if not counts:
+        print("the outbox is empty")
+    for count in counts:
+        due = f", oldest due {count.oldest_due.isoformat()}" if count.oldest_due else ""
+        print(f"{count.destination}\t{count.status}\t{count.count}{due}")
+
+
 def _issue_token(settings: GatewaySettings, args: argparse.Namespace) -> None:
     from gateway.auth.tokens import LocalIssuer
 
@@ -343,6 +359,7 @@ _REGISTRY_COMMANDS: dict[tuple[str, str], Callable[[GatewaySettings, argparse.Na
     ("mqtt", "credentials"): _mqtt_credentials,
     ("maintenance", "run"): _run_maintenance,
     ("token", "issue"): _issue_token,
+    ("outbox", "status"): _outbox_status,
 }
 
 

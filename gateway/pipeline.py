@@ -34,7 +34,7 @@ from device_adapters.mqtt.templates import decode_with_template, template_for_to
 from device_adapters.mqtt.templates import device_from_topic as template_device
 from device_adapters.mqtt.theengs_topic import TheengsMqttDecoder, is_theengs_topic, theengs_subscription
 from device_adapters.readings import Delivery, FrameDecode, RawFrame, Reading
-from edge_config import GatewaySettings, IngestSettings
+from edge_config import DestinationSettings, GatewaySettings, IngestSettings
 from edge_config.mapping_templates import Template, TemplateSet
 from fhir_mapper.devices import gateway_device_id
 from fhir_mapper.observation import Attribution, MappedObservation, MapperContext, MappingInput, ObservationMapper
@@ -50,6 +50,7 @@ from gateway.ingest_outcomes import (
 )
 from gateway.metrics import IngestMetrics
 from gateway.storage import ObservationStore, QuarantineEntry, WriteResult
+from gateway.storage.outbox import OutboxEntry
 
 logger = logging.getLogger(__name__)
 
@@ -209,8 +210,11 @@ class IngestPipeline:
         mapper: ObservationMapper | None = None,
         decoders: Mapping[str, FrameDecoder] | None = None,
         metrics: IngestMetrics | None = None,
+        *,
+        destinations: Sequence[DestinationSettings] = (),
     ) -> None:
         self._store = store
+        self._destinations = tuple(destination for destination in destinations if destination.enabled)
         self._settings = settings
         self._mapper = mapper or ObservationMapper(
             MapperContext(future_tolerance=timedelta(seconds=settings.future_tolerance_seconds))
@@ -281,6 +285,15 @@ class IngestPipeline:
         result, _ = await self._store_batch(batch)
         return result
 
+    def _outbox(self, observations: Sequence[MappedObservation]) -> list[OutboxEntry]:
+        """A row per observation and destination that takes it; the store keeps those of new readings only."""
+        return [
+            OutboxEntry(observation.key, observation.time, destination.name)
+            for destination in self._destinations
+            for observation in observations
+            if destination.accepts(observation.kind, observation.patient_id)
+        ]
+
     def readings_of(self, frame: RawFrame) -> tuple[Reading, ...]:
         """The readings a frame carries, decoded only (no registry, no mapping); raises InputRejectedError."""
         decoder = self._decoder(frame)
@@ -313,7 +326,7 @@ class IngestPipeline:
 
     async def _store_batch(self, batch: Sequence[Delivery]) -> tuple[WriteResult, dict[int, FrameReport]]:
         prepared = await self._prepare(batch)
-        result = await self._store.write_batch(prepared.observations, prepared.quarantine)
+        result = await self._store.write_batch(prepared.observations, prepared.quarantine, self._outbox(prepared.observations))
         self.stats.frames += len(batch)
         self.stats.batches += 1
         self.stats.stored += result.inserted

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from device_adapters.readings import require_aware
+from gateway.storage.outbox import OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 
 if TYPE_CHECKING:
     from edge_config import DatabaseSettings
@@ -425,7 +426,10 @@ class ObservationStore(Protocol):
         self,
         observations: Sequence[MappedObservation],
         quarantine: Sequence[QuarantineEntry],
-    ) -> WriteResult: ...
+        outbox: Sequence[OutboxEntry] = (),
+    ) -> WriteResult:
+        """One transaction; ``outbox`` rows are written only for readings stored for the first time."""
+        ...
 
     async def search_observations(self, query: ObservationQuery) -> list[StoredObservation]: ...
 
@@ -516,6 +520,16 @@ class ObservationStore(Protocol):
     async def audit_chain(self, after_id: int = 0, limit: int = 1000) -> list[tuple[int, ChainedRecord]]: ...
 
     async def search_audit(self, patient_id: str | None, limit: int) -> list[AuditRecord]: ...
+
+    # -- the push outbox (gateway/storage/outbox.py) ---------------------------------------------
+
+    async def claim_outbox(self, destination: str, limit: int, now: datetime, lease: timedelta) -> list[OutboxItem]:
+        """Due rows of ``destination``, leased until ``now + lease`` (no two workers hold one row)."""
+        ...
+
+    async def finish_outbox(self, item_id: int, outcome: OutboxOutcome, now: datetime) -> None: ...
+
+    async def outbox_status(self) -> list[OutboxCount]: ...
 
 
 async def open_store(settings: DatabaseSettings) -> ObservationStore:

@@ -11,12 +11,12 @@ import functools
 import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from device_adapters.errors import RegistryError, StorageError, StorageUnavailableError
-from gateway.storage import sqlite_access, sqlite_vitals
+from gateway.storage import sqlite_access, sqlite_outbox, sqlite_vitals
 from gateway.storage.filters import (
     DEVICE_COLUMNS,
     Dialect,
@@ -27,6 +27,7 @@ from gateway.storage.filters import (
     patient_where,
 )
 from gateway.storage.migrations import migrations, sqlite_statements
+from gateway.storage.outbox import OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 from gateway.storage.port import (
     DEVICE_INFORMATION_FIELDS,
     AccountRecord,
@@ -299,7 +300,12 @@ class SqliteStore:
 
     # -- observations and quarantine ----------------------------------------------------------
 
-    async def write_batch(self, observations: Sequence[MappedObservation], quarantine: Sequence[QuarantineEntry]) -> WriteResult:
+    async def write_batch(
+        self,
+        observations: Sequence[MappedObservation],
+        quarantine: Sequence[QuarantineEntry],
+        outbox: Sequence[OutboxEntry] = (),
+    ) -> WriteResult:
         def work(connection: sqlite3.Connection) -> frozenset[str]:
             # One statement per row: its rowcount says whether this key was new, which a
             # conditional create must tell its caller (executemany only gives the total).
@@ -323,6 +329,7 @@ class SqliteStore:
                     for q in quarantine
                 ],
             )  # fmt: skip
+            sqlite_outbox.enqueue(connection, outbox, inserted, datetime.now(UTC))
             return frozenset(inserted)
 
         inserted = await self._transaction("store a batch", work)
@@ -516,6 +523,17 @@ class SqliteStore:
 
     async def search_audit(self, patient_id: str | None, limit: int) -> list[AuditRecord]:
         return await self._read(sqlite_access.search_audit, patient_id, limit)
+
+    # -- the push outbox ---------------------------------------------------------------------------
+
+    async def claim_outbox(self, destination: str, limit: int, now: datetime, lease: timedelta) -> list[OutboxItem]:
+        return await self._write(sqlite_outbox.claim, destination, limit, now, lease)
+
+    async def finish_outbox(self, item_id: int, outcome: OutboxOutcome, now: datetime) -> None:
+        return await self._write(sqlite_outbox.finish, item_id, outcome, now)
+
+    async def outbox_status(self) -> list[OutboxCount]:
+        return await self._read(sqlite_outbox.status)
 
 
 def _stored(row: sqlite3.Row) -> StoredObservation:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Self
 
 import asyncpg
 
 from device_adapters.errors import RegistryError, StorageError, StorageUnavailableError
-from gateway.storage import timescale_access, timescale_vitals
+from gateway.storage import timescale_access, timescale_outbox, timescale_vitals
 from gateway.storage.filters import (
     DEVICE_COLUMNS,
     Dialect,
@@ -28,6 +28,7 @@ from gateway.storage.filters import (
     patient_where,
 )
 from gateway.storage.migrations import migrations
+from gateway.storage.outbox import OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 from gateway.storage.port import (
     DEVICE_INFORMATION_FIELDS,
     AccountRecord,
@@ -272,7 +273,12 @@ class TimescaleStore:
 
     # -- observations and quarantine ----------------------------------------------------------
 
-    async def write_batch(self, observations: Sequence[MappedObservation], quarantine: Sequence[QuarantineEntry]) -> WriteResult:
+    async def write_batch(
+        self,
+        observations: Sequence[MappedObservation],
+        quarantine: Sequence[QuarantineEntry],
+        outbox: Sequence[OutboxEntry] = (),
+    ) -> WriteResult:
         inserted: frozenset[str] = frozenset()
         async with _translated("store a batch"), self._pool.acquire() as connection, connection.transaction():
             if observations:
@@ -287,6 +293,7 @@ class TimescaleStore:
                     columns=_OBSERVATION_COLUMNS,
                 )  # fmt: skip
                 inserted = frozenset(str(row["reading_key"]) for row in await connection.fetch(_INSERT_FROM_STAGING))
+                await timescale_outbox.enqueue(connection, outbox, inserted, datetime.now(UTC))
             if quarantine:
                 await connection.executemany(
                     _UPSERT_QUARANTINE,
@@ -489,3 +496,17 @@ class TimescaleStore:
     async def search_audit(self, patient_id: str | None, limit: int) -> list[AuditRecord]:
         async with _translated("search audit events"):
             return await timescale_access.search_audit(self._pool, patient_id, limit)
+
+    # -- the push outbox ---------------------------------------------------------------------------
+
+    async def claim_outbox(self, destination: str, limit: int, now: datetime, lease: timedelta) -> list[OutboxItem]:
+        async with _translated("claim outbox rows"):
+            return await timescale_outbox.claim(self._pool, destination, limit, now, lease)
+
+    async def finish_outbox(self, item_id: int, outcome: OutboxOutcome, now: datetime) -> None:
+        async with _translated("finish an outbox row"):
+            await timescale_outbox.finish(self._pool, item_id, outcome, now)
+
+    async def outbox_status(self) -> list[OutboxCount]:
+        async with _translated("read the outbox status"):
+            return await timescale_outbox.status(self._pool)
