@@ -236,11 +236,16 @@ class FhirReceiver:
         if not isinstance(condition, str) or not condition.startswith("identifier=") or "|" not in condition:
             raise _Failure(400, "ifNoneExist must be identifier=system|value")
         system, value = condition.removeprefix("identifier=").split("|", 1)
+        key = (unquote(system), unquote(value))
         try:
             validate_resource(resource)
         except FhirValidationError as exc:
             raise _Failure(422, exc.detail[:500]) from exc
-        return (unquote(system), unquote(value)), resource
+        # Stores are keyed by the condition; a real server searches the resources, so both must agree.
+        named = {(i.get("system"), i.get("value")) for i in resource.get("identifier", []) if isinstance(i, dict)}
+        if key not in named:
+            raise _Failure(400, "ifNoneExist names an identifier the resource does not carry")
+        return key, resource
 
     def _store(self, key: tuple[str, str], resource: dict[str, Any]) -> dict[str, Any]:
         stored = self.observations.get(key)

@@ -163,6 +163,17 @@ async def test_an_invalid_entry_is_terminal_with_its_operation_outcome(
     assert len(receiver.write_times) == (1 if kind == "batch" else 3)
 
 
+async def test_a_condition_that_does_not_match_the_resource_is_refused(receiver: FhirReceiver) -> None:
+    first, second = observations(2)
+    entry_of_second = orjson.loads(one_bundle([second], "batch"))["entry"][0]
+    mismatched = orjson.loads(one_bundle([first], "batch"))
+    mismatched["entry"][0]["request"] = entry_of_second["request"]
+    async with client_for(receiver) as client:
+        (outcome,) = await client.send(orjson.dumps(mismatched))
+    assert (outcome.disposition, outcome.status) == (Disposition.TERMINAL, 400)
+    assert not receiver.observations
+
+
 async def test_one_401_costs_one_token_refresh(receiver: FhirReceiver) -> None:
     receiver.require_auth = True
     receiver.secret_clients["pulsebridge"] = "s3cret-value"
