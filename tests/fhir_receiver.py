@@ -1,0 +1,325 @@
+"""A FHIR R4 receiver standing in for an EHR: the tests start it on loopback and steer its faults.
+
+It honours conditional create (``ifNoneExist: identifier=system|value``: one Observation per
+identifier), answers transaction and batch Bundles the way a FHIR server does, validates every
+resource with ``fhir.resources`` (R4B models for R4 JSON), and checks every SMART Backend Services
+client assertion field by field, keeping a record of each for the tests to inspect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import socket
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import parse_qs, unquote
+
+import jwt
+import orjson
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fhir_mapper.validation import FhirValidationError, validate_resource
+
+FHIR_JSON = "application/fhir+json"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_ASSERTION_LIFETIME = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """What the next FHIR write gets instead of a plain answer.
+
+    ``throttle``: 429 with ``retry_after``; ``unavailable``: 503 (with ``retry_after`` if set);
+    ``delay``: wait ``seconds``, then process normally (the client has usually given up by then);
+    ``lost``: commit, then answer 500 — the EHR has the data but the client cannot know.
+    """
+
+    kind: Literal["throttle", "unavailable", "delay", "lost"]
+    retry_after: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SmartClient:
+    client_id: str
+    kid: str
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+    algorithm: Literal["RS384", "ES384"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedAssertion:
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure(Exception):  # noqa: N818 - an internal signal, not an error callers see
+    status: int
+    text: str
+
+
+def operation_outcome(text: str, code: str = "invalid") -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
+
+
+def capability_statement(interactions: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-30",
+        "kind": "instance",
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": [
+                    {"type": "Observation", "interaction": [{"code": "create"}], "conditionalCreate": True},
+                ],
+                "interaction": [{"code": code} for code in interactions],
+            }
+        ],
+    }
+
+
+def _fhir(document: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(document), status, headers=headers, media_type=FHIR_JSON)
+
+
+@dataclass
+class FhirReceiver:
+    require_auth: bool = False
+    token_lifetime: int = 300
+    interactions: tuple[str, ...] = ("transaction", "batch")
+    observations: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    faults: deque[Fault] = field(default_factory=deque)
+    write_times: list[float] = field(default_factory=list)
+    """Monotonic arrival time of every FHIR write, faulted or not."""
+    writes_finished: int = 0
+    """FHIR writes fully handled, including those whose client gave up waiting."""
+    smart_clients: dict[str, SmartClient] = field(default_factory=dict)
+    secret_clients: dict[str, str] = field(default_factory=dict)
+    assertions: list[RecordedAssertion] = field(default_factory=list)
+    token_requests: int = 0
+    static_tokens: set[str] = field(default_factory=set)
+    _tokens: set[str] = field(default_factory=set)
+    _jtis: set[str] = field(default_factory=set)
+    _server: uvicorn.Server | None = None
+    _task: asyncio.Task[None] | None = None
+    base_url: str = ""
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base_url}/auth/token"
+
+    def fail_next(self, count: int, fault: Fault) -> None:
+        self.faults.extend([fault] * count)
+
+    def revoke_tokens(self) -> None:
+        self._tokens.clear()
+
+    async def __aenter__(self) -> Self:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        app = Starlette(
+            routes=[
+                Route("/metadata", self._metadata, methods=["GET"]),
+                Route("/", self._write, methods=["POST"]),
+                Route("/auth/token", self._token, methods=["POST"]),
+            ]
+        )
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="off", ws="none", http="h11", timeout_graceful_shutdown=2
+        )
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[listener]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.005)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+
+    async def _metadata(self, _request: Request) -> Response:
+        return _fhir(capability_statement(self.interactions))
+
+    async def _write(self, request: Request) -> Response:
+        self.write_times.append(time.monotonic())
+        try:
+            return await self._handle_write(request)
+        finally:
+            self.writes_finished += 1
+
+    async def _handle_write(self, request: Request) -> Response:
+        if self.require_auth and not self._authorized(request):
+            headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            return _fhir(operation_outcome("bearer token missing or not valid", "login"), 401, headers)
+        fault = self.faults.popleft() if self.faults else None
+        if fault is not None and fault.kind in {"throttle", "unavailable"}:
+            status = 429 if fault.kind == "throttle" else 503
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            return _fhir(operation_outcome("try again later", "throttled" if status == 429 else "transient"), status, headers)
+        body = await request.body()
+        if fault is not None and fault.kind == "delay":
+            # A slow EHR still commits what it received, whether or not the client waited.
+            await asyncio.sleep(fault.seconds)
+        try:
+            kind, entries = self._parse_bundle(body)
+        except _Failure as failure:
+            return _fhir(operation_outcome(failure.text, "structure"), failure.status)
+        response = self._transaction(entries) if kind == "transaction" else self._batch(entries)
+        if fault is not None and fault.kind == "lost":
+            return _fhir(operation_outcome("the response was lost", "exception"), 500)
+        return response
+
+    def _parse_bundle(self, body: bytes) -> tuple[str, list[Any]]:
+        try:
+            bundle = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise _Failure(400, "body is not JSON") from exc
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise _Failure(400, "expected a Bundle")
+        kind, entries = bundle.get("type"), bundle.get("entry")
+        if not isinstance(kind, str) or kind not in self.interactions:
+            raise _Failure(400, f"Bundle type {kind!r} is not supported")
+        return kind, entries if isinstance(entries, list) else []
+
+    def _transaction(self, entries: list[Any]) -> Response:
+        # All or nothing: check every entry before storing any (no awaits here, so no interleaving).
+        try:
+            checked = [self._check(entry) for entry in entries]
+        except _Failure as failure:
+            return _fhir(operation_outcome(failure.text), failure.status)
+        answers = [self._store(key, resource) for key, resource in checked]
+        return _fhir({"resourceType": "Bundle", "type": "transaction-response", "entry": answers})
+
+    def _batch(self, entries: list[Any]) -> Response:
+        answers = []
+        for entry in entries:
+            try:
+                key, resource = self._check(entry)
+            except _Failure as failure:
+                answers.append({"response": {"status": str(failure.status), "outcome": operation_outcome(failure.text)}})
+                continue
+            answers.append(self._store(key, resource))
+        return _fhir({"resourceType": "Bundle", "type": "batch-response", "entry": answers})
+
+    def _check(self, entry: object) -> tuple[tuple[str, str], dict[str, Any]]:
+        request = entry.get("request") if isinstance(entry, dict) else None
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(request, dict) or request.get("method") != "POST" or request.get("url") != "Observation":
+            raise _Failure(400, "only POST Observation entries are accepted")
+        if not isinstance(resource, dict):
+            raise _Failure(400, "entry has no resource")
+        condition = request.get("ifNoneExist")
+        if not isinstance(condition, str) or not condition.startswith("identifier=") or "|" not in condition:
+            raise _Failure(400, "ifNoneExist must be identifier=system|value")
+        system, value = condition.removeprefix("identifier=").split("|", 1)
+        key = (unquote(system), unquote(value))
+        try:
+            validate_resource(resource)
+        except FhirValidationError as exc:
+            raise _Failure(422, exc.detail[:500]) from exc
+        # Stores are keyed by the condition; a real server searches the resources, so both must agree.
+        named = {(i.get("system"), i.get("value")) for i in resource.get("identifier", []) if isinstance(i, dict)}
+        if key not in named:
+            raise _Failure(400, "ifNoneExist names an identifier the resource does not carry")
+        return key, resource
+
+    def _store(self, key: tuple[str, str], resource: dict[str, Any]) -> dict[str, Any]:
+        stored = self.observations.get(key)
+        if stored is not None:
+            return {"response": {"status": "200 OK", "location": f"Observation/{stored['id']}/_history/1"}}
+        stored = {**resource, "id": str(uuid.uuid4())}
+        self.observations[key] = stored
+        return {"response": {"status": "201 Created", "location": f"Observation/{stored['id']}/_history/1"}}
+
+    def _authorized(self, request: Request) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and (token in self._tokens or token in self.static_tokens)
+
+    async def _token(self, request: Request) -> Response:
+        self.token_requests += 1
+        form = {name: values[0] for name, values in parse_qs((await request.body()).decode()).items()}
+        if form.get("grant_type") != "client_credentials":
+            return Response(orjson.dumps({"error": "unsupported_grant_type"}), 400, media_type="application/json")
+        if form.get("client_assertion_type") == ASSERTION_TYPE:
+            problems = self._check_assertion(form.get("client_assertion", ""))
+        else:
+            secret = self.secret_clients.get(form.get("client_id", ""))
+            given = form.get("client_secret", "")
+            problems = () if secret is not None and hmac.compare_digest(secret, given) else ("client secret",)
+        if problems:
+            return Response(orjson.dumps({"error": "invalid_client"}), 401, media_type="application/json")
+        token = secrets.token_urlsafe(24)
+        self._tokens.add(token)
+        body = {"access_token": token, "token_type": "bearer", "expires_in": self.token_lifetime, "scope": form.get("scope")}
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    def _check_assertion(self, assertion: str) -> tuple[str, ...]:
+        """SMART Backend Services section 'Authorization server obligations', one named problem per failed check."""
+        try:
+            header = jwt.get_unverified_header(assertion)
+            claims = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            self.assertions.append(RecordedAssertion({}, {}, ("not a JWT",)))
+            return ("not a JWT",)
+        problems: list[str] = []
+        client = self.smart_clients.get(str(claims.get("iss")))
+        if header.get("alg") not in {"RS384", "ES384"}:
+            problems.append("alg")
+        if not header.get("kid"):
+            problems.append("kid missing")
+        if client is None:
+            problems.append("unknown client")
+        else:
+            if header.get("kid") != client.kid:
+                problems.append("kid")
+            try:
+                jwt.decode(
+                    assertion,
+                    client.public_key,
+                    algorithms=[client.algorithm],
+                    audience=self.token_url,
+                    options={"require": ["iss", "sub", "aud", "exp", "jti"]},
+                )
+            except jwt.PyJWTError as exc:
+                problems.append(f"signature or registered claims: {type(exc).__name__}")
+        if not (claims.get("iss") == claims.get("sub") and claims.get("sub") in self.smart_clients):
+            problems.append("iss/sub")
+        issued = claims.get("iat", time.time())
+        expires = claims.get("exp")
+        if (
+            not isinstance(expires, int | float)
+            or not isinstance(issued, int | float)
+            or expires - issued > MAX_ASSERTION_LIFETIME
+        ):
+            problems.append("exp - iat > 300")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or jti in self._jtis:
+            problems.append("jti reused or missing")
+        else:
+            self._jtis.add(jti)
+        self.assertions.append(RecordedAssertion(header, claims, tuple(problems)))
+        return tuple(problems)
