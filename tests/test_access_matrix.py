@@ -46,22 +46,21 @@ OPERATORS = frozenset({"admin", "system"})
 
 @pytest.fixture
 async def gateway(timescale_url: str, timescale_store: ObservationStore, broker_port: int) -> AsyncIterator[httpx.AsyncClient]:
-    store = timescale_store
     for patient in ("pat-a", "pat-b"):
-        await store.add_patient(patient, None, None)
-        device = await store.add_device(f"watch-{patient}", "watch", None)
-        await store.assign_device(f"watch-{patient}", patient, None)
+        await timescale_store.add_patient(patient, None, None)
+        device = await timescale_store.add_device(f"watch-{patient}", "watch", None)
+        await timescale_store.assign_device(f"watch-{patient}", patient, None)
         DEVICES[patient] = device.resource_id
         reading = Reading(f"watch-{patient}", "heart_rate", T0, quantity=Quantity(Decimal(70), "/min"))
         mapped = map_reading(reading, Attribution(patient, device.resource_id, f"watch-{patient}"), T0, source="mqtt")
-        await store.write_batch([mapped], [])
+        await timescale_store.write_batch([mapped], [])
         OBSERVATIONS[patient] = mapped.key
     for account, role in (("dr-1", "practitioner"), ("carer-1", "caregiver")):
-        await store.add_account(account, role, None, None)
-    await store.add_care_team("team-1", "Cardiology")
-    await store.add_care_team_member("team-1", "dr-1")
-    await store.add_care_team_patient("team-1", "pat-a")
-    await store.delegate("pat-a", "carer-1")
+        await timescale_store.add_account(account, role, None, None)
+    await timescale_store.add_care_team("team-1", "Cardiology")
+    await timescale_store.add_care_team_member("team-1", "dr-1")
+    await timescale_store.add_care_team_patient("team-1", "pat-a")
+    await timescale_store.delegate("pat-a", "carer-1")
     settings = GatewaySettings(
         database=DatabaseSettings(url=timescale_url), mqtt=MqttSettings(port=broker_port, client_id="matrix")
     )

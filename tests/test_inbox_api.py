@@ -27,17 +27,16 @@ async def test_a_reading_after_the_cuff_was_returned_is_claimed_and_stored_once(
     timescale_url: str, timescale_store: ObservationStore, broker_port: int
 ) -> None:
     lent_until = datetime.now(UTC) - timedelta(hours=2)
-    store = timescale_store
     for patient in ("pat-a", "pat-b"):
-        await store.add_patient(patient, None, None)
-    await store.add_device("cuff-9", "cuff", None)
-    await store.assign_device("cuff-9", "pat-a", None)
-    await store.end_assignment("cuff-9", lent_until)  # the cuff came back: nobody holds it now
+        await timescale_store.add_patient(patient, None, None)
+    await timescale_store.add_device("cuff-9", "cuff", None)
+    await timescale_store.assign_device("cuff-9", "pat-a", None)
+    await timescale_store.end_assignment("cuff-9", lent_until)  # the cuff came back: nobody holds it now
     for account, patient in (("dr-a", "pat-a"), ("dr-b", "pat-b")):
-        await store.add_account(account, "practitioner", None, None)
-        await store.add_care_team(f"team-{patient}", patient)
-        await store.add_care_team_member(f"team-{patient}", account)
-        await store.add_care_team_patient(f"team-{patient}", patient)
+        await timescale_store.add_account(account, "practitioner", None, None)
+        await timescale_store.add_care_team(f"team-{patient}", patient)
+        await timescale_store.add_care_team_member(f"team-{patient}", account)
+        await timescale_store.add_care_team_patient(f"team-{patient}", patient)
     settings = GatewaySettings(
         database=DatabaseSettings(url=timescale_url), mqtt=MqttSettings(port=broker_port, client_id="inbox")
     )

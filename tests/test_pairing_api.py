@@ -22,9 +22,8 @@ OWN_DEVICES = "patient/Device.cruds patient/Observation.rs"
 
 @pytest.fixture
 async def gateway(timescale_url: str, timescale_store: ObservationStore, broker_port: int) -> AsyncIterator[httpx.AsyncClient]:
-    store = timescale_store
     for patient in ("pat-a", "pat-b"):
-        await store.add_patient(patient, None, None)
+        await timescale_store.add_patient(patient, None, None)
     settings = GatewaySettings(
         database=DatabaseSettings(url=timescale_url), mqtt=MqttSettings(port=broker_port, client_id="pairing")
     )

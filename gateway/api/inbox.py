@@ -46,18 +46,17 @@ class ClaimRequest(BaseModel):
     patient_id: str = Field(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="a FHIR id")
 
 
-async def _reaches_device(runtime: Runtime, access: PatientAccess, device_id: str | None) -> bool:
-    """A device is reached through any patient it is or was lent to (slot holders included)."""
+async def _reachable_devices(runtime: Runtime, access: PatientAccess, device_ids: set[str]) -> set[str]:
+    """The devices reached through any patient they are or were lent to (slot holders included), in one lookup."""
     if access.everyone:
-        return True
-    if device_id is None:
-        return False
-    registration = (await runtime.store.registrations({device_id})).get(device_id)
-    if registration is None:
-        return False
-    holders = {assignment.patient_id for assignment in registration.assignments}
-    holders |= {slot.patient_id for slot in registration.slots if slot.patient_id is not None}
-    return any(access.reaches(patient) for patient in holders)
+        return device_ids
+    reachable = set()
+    for device_id, registration in (await runtime.store.registrations(device_ids)).items():
+        holders = {assignment.patient_id for assignment in registration.assignments}
+        holders |= {slot.patient_id for slot in registration.slots if slot.patient_id is not None}
+        if any(access.reaches(patient) for patient in holders):
+            reachable.add(device_id)
+    return reachable
 
 
 def _waiting_reading(runtime: Runtime, row: QuarantineRow) -> Reading:
@@ -76,7 +75,8 @@ def _waiting_reading(runtime: Runtime, row: QuarantineRow) -> Reading:
 async def list_inbox(rt: RuntimeDep, principal: CallerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
     access = await patient_access(rt, principal, "Device", Interaction.READ)
     rows = await rt.store.list_quarantine(limit, UNASSIGNED)
-    visible = [row for row in rows if await _reaches_device(rt, access, row.device_id)]
+    reachable = await _reachable_devices(rt, access, {row.device_id for row in rows if row.device_id is not None})
+    visible = [row for row in rows if row.device_id in reachable]
     return Response(dumps([quarantine_json(row) for row in visible]), media_type="application/json")
 
 
@@ -89,7 +89,7 @@ async def claim_reading(row_id: RowId, claim: ClaimRequest, rt: RuntimeDep, prin
         or row.reason != UNASSIGNED
         or row.device_id is None
         or not access.reaches(claim.patient_id)
-        or not await _reaches_device(rt, await patient_access(rt, principal, "Device", Interaction.READ), row.device_id)
+        or not await _reachable_devices(rt, access, {row.device_id})
     ):
         raise HiddenError(f"no waiting reading {row_id} this token may claim for Patient/{claim.patient_id}")
     reading = _waiting_reading(rt, row)
