@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from device_adapters.errors import ConfigError
+from edge_config.destinations import DestinationSettings
 
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "defaults" / "gateway.yaml"
 
@@ -225,21 +226,6 @@ class AuthSettings(_Section):
         "null: a key in memory, so tokens die with the process",
     )
     trusted_issuers: list[TrustedIssuerSettings] = Field(default_factory=list)
-
-
-class DestinationSettings(_Section):
-    """An EHR that receives the Observations of its patients (the push itself: issue 8)."""
-
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="names the destination in the outbox and the logs")
-    base_url: str = Field(pattern=r"^https?://", description="the EHR's FHIR base URL")
-    enabled: bool = Field(default=True, description="false: new readings are not queued for it")
-    kinds: list[str] | None = Field(default=None, description="only these reading kinds (default: every kind)")
-    patients: list[str] | None = Field(default=None, description="only these patients (default: every patient)")
-
-    def accepts(self, kind: str, patient_id: str) -> bool:
-        return (
-            self.enabled and (self.kinds is None or kind in self.kinds) and (self.patients is None or patient_id in self.patients)
-        )
 
 
 class PlausibleRangeSettings(_Section):

@@ -60,16 +60,47 @@ async def test_claimed_rows_are_leased_then_finished(store: ObservationStore) ->
     assert await store.claim_outbox("ehr-a", 10, now, LEASE) == []  # all leased
     assert await store.claim_outbox("ehr-b", 10, now, LEASE) == []  # another destination's queue
 
-    await store.finish_outbox(claimed[0].id, OutboxOutcome("done"), now)
-    await store.finish_outbox(claimed[1].id, OutboxOutcome("dead", "422 Unprocessable: unknown patient"), now)
+    refusal = '{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid"}]}'
+    await store.finish_outbox(
+        [
+            (claimed[0].id, OutboxOutcome("done", http_status=201)),
+            (claimed[1].id, OutboxOutcome("dead", "unknown patient", None, 422, refusal)),
+        ],
+        now,
+    )
     retry_at = now + timedelta(seconds=30)
     third = (await store.claim_outbox("ehr-a", 10, now + LEASE, LEASE))[0]  # its lease ran out: claimed again
     assert third.attempts == 2
-    await store.finish_outbox(third.id, OutboxOutcome("pending", "503", retry_at), now + LEASE)
+    await store.finish_outbox([(third.id, OutboxOutcome("pending", "503", retry_at))], now + LEASE)
     status = {(c.status): (c.count, c.oldest_due) for c in await store.outbox_status()}
     assert status == {"dead": (1, None), "done": (1, None), "pending": (1, retry_at)}
     assert await store.claim_outbox("ehr-a", 10, retry_at - timedelta(seconds=1), LEASE) == []
     assert len(await store.claim_outbox("ehr-a", 10, retry_at, LEASE)) == 1
+
+    [dead] = await store.dead_letters(None, 0, 10)
+    assert (dead.id, dead.reading_key, dead.http_status, dead.operation_outcome) == (
+        claimed[1].id, uuid.UUID(observations[1].key), 422, refusal
+    )  # fmt: skip
+    assert await store.dead_letters("ehr-b", 0, 10) == []
+    assert await store.dead_letters(None, dead.id, 10) == []  # paged by id
+    [backlog] = await store.outbox_backlog()
+    assert (backlog.destination, backlog.pending) == ("ehr-a", 1)
+
+
+async def test_dead_letters_are_replayed_by_id_or_all_at_once(store: ObservationStore) -> None:
+    observations = _observations(3)
+    await store.write_batch(observations, [], _entries(observations, "ehr-a", "ehr-b"))
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    claimed = [*await store.claim_outbox("ehr-a", 10, now, LEASE), *await store.claim_outbox("ehr-b", 10, now, LEASE)]
+    await store.finish_outbox([(item.id, OutboxOutcome("dead", "422")) for item in claimed], now)
+    assert await store.replay_dead_letters([claimed[0].id], None, now) == 1
+    assert await store.replay_dead_letters([claimed[0].id], None, now) == 0  # no longer dead
+    assert await store.replay_dead_letters(None, "ehr-b", now) == 3
+    assert {(c.destination, c.status): c.count for c in await store.outbox_status()} == {
+        ("ehr-a", "dead"): 2, ("ehr-a", "pending"): 1, ("ehr-b", "pending"): 3,
+    }  # fmt: skip
+    again = await store.claim_outbox("ehr-b", 10, now, LEASE)
+    assert sorted(item.reading_key for item in again) == sorted(uuid.UUID(o.key) for o in observations)
 
 
 def test_an_outcome_says_when_to_retry_exactly_when_it_is_a_retry() -> None:

@@ -49,6 +49,10 @@ class OutboxOutcome:
     status: OutboxStatus
     error: str | None = None
     retry_at: datetime | None = None
+    http_status: int | None = None
+    """The EHR's answer for this entry, when there was one."""
+    operation_outcome: str | None = None
+    """The EHR's OperationOutcome as JSON text, kept with a dead letter."""
 
     def __post_init__(self) -> None:
         if (self.status == "pending") != (self.retry_at is not None):
@@ -64,4 +68,30 @@ class OutboxCount:
     status: OutboxStatus
     count: int
     oldest_due: datetime | None
-    """For pending rows: the earliest next attempt (the age of the backlog)."""
+    """For pending rows: the earliest next attempt."""
+    oldest_created: datetime | None = None
+    """For pending rows: when the oldest was queued (the age of the backlog)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxBacklog:
+    """Pending rows of one destination: what the depth and age metrics show."""
+
+    destination: str
+    pending: int
+    oldest_created: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A reading an EHR refused for good (or that could not be addressed), kept for an operator to replay."""
+
+    id: int
+    destination: str
+    reading_key: uuid.UUID
+    time: datetime
+    attempts: int
+    error: str | None
+    http_status: int | None
+    operation_outcome: str | None
+    updated_at: datetime

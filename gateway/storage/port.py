@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from device_adapters.readings import require_aware
-from gateway.storage.outbox import OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
+from gateway.storage.outbox import DeadLetter, OutboxBacklog, OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 
 if TYPE_CHECKING:
     from edge_config import DatabaseSettings
@@ -527,9 +527,21 @@ class ObservationStore(Protocol):
         """Due rows of ``destination``, leased until ``now + lease`` (no two workers hold one row)."""
         ...
 
-    async def finish_outbox(self, item_id: int, outcome: OutboxOutcome, now: datetime) -> None: ...
+    async def finish_outbox(self, outcomes: Sequence[tuple[int, OutboxOutcome]], now: datetime) -> None:
+        """Record each claimed row's outcome (row id, outcome), in one round trip."""
+        ...
 
     async def outbox_status(self) -> list[OutboxCount]: ...
+
+    async def outbox_backlog(self) -> list[OutboxBacklog]:
+        """Pending rows per destination, cheap enough for a metrics scrape (done rows are not read)."""
+        ...
+
+    async def dead_letters(self, destination: str | None, after_id: int, limit: int) -> list[DeadLetter]: ...
+
+    async def replay_dead_letters(self, ids: Sequence[int] | None, destination: str | None, now: datetime) -> int:
+        """Dead letters back to pending and due at ``now``; ``ids`` None: all of them (of ``destination``)."""
+        ...
 
 
 async def open_store(settings: DatabaseSettings) -> ObservationStore:

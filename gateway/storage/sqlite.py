@@ -27,7 +27,7 @@ from gateway.storage.filters import (
     patient_where,
 )
 from gateway.storage.migrations import migrations, sqlite_statements
-from gateway.storage.outbox import OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
+from gateway.storage.outbox import DeadLetter, OutboxBacklog, OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 from gateway.storage.port import (
     DEVICE_INFORMATION_FIELDS,
     AccountRecord,
@@ -529,11 +529,20 @@ class SqliteStore:
     async def claim_outbox(self, destination: str, limit: int, now: datetime, lease: timedelta) -> list[OutboxItem]:
         return await self._write(sqlite_outbox.claim, destination, limit, now, lease)
 
-    async def finish_outbox(self, item_id: int, outcome: OutboxOutcome, now: datetime) -> None:
-        return await self._write(sqlite_outbox.finish, item_id, outcome, now)
+    async def finish_outbox(self, outcomes: Sequence[tuple[int, OutboxOutcome]], now: datetime) -> None:
+        return await self._write(sqlite_outbox.finish, outcomes, now)
 
     async def outbox_status(self) -> list[OutboxCount]:
         return await self._read(sqlite_outbox.status)
+
+    async def outbox_backlog(self) -> list[OutboxBacklog]:
+        return await self._read(sqlite_outbox.backlog)
+
+    async def dead_letters(self, destination: str | None, after_id: int, limit: int) -> list[DeadLetter]:
+        return await self._read(sqlite_outbox.dead_letters, destination, after_id, limit)
+
+    async def replay_dead_letters(self, ids: Sequence[int] | None, destination: str | None, now: datetime) -> int:
+        return await self._write(sqlite_outbox.replay, ids, destination, now)
 
 
 def _stored(row: sqlite3.Row) -> StoredObservation:

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
-from gateway.storage.outbox import OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
+from gateway.storage.outbox import DeadLetter, OutboxBacklog, OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 from gateway.storage.sqlite_time import instant, micros, required_instant
 
 
@@ -33,22 +33,87 @@ def claim(connection: sqlite3.Connection, destination: str, limit: int, now: dat
             "SELECT resource FROM observations WHERE reading_key = ? AND time = ?", (row["reading_key"], row["time"])
         ).fetchone()
         if resource is not None:
-            items.append(OutboxItem(row["id"], row["destination"], uuid.UUID(row["reading_key"]),
-                                    required_instant(row["time"]), row["attempts"], resource["resource"]))  # fmt: skip
+            items.append(
+                OutboxItem(
+                    row["id"],
+                    row["destination"],
+                    uuid.UUID(row["reading_key"]),
+                    required_instant(row["time"]),
+                    row["attempts"],
+                    resource["resource"],
+                )
+            )
     return items
 
 
-def finish(connection: sqlite3.Connection, item_id: int, outcome: OutboxOutcome, now: datetime) -> None:
-    connection.execute(
-        "UPDATE outbox SET status = ?, last_error = ?, next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ? "
-        "WHERE id = ?",
-        (outcome.status, outcome.error, None if outcome.retry_at is None else micros(outcome.retry_at), micros(now), item_id),
+def finish(connection: sqlite3.Connection, outcomes: Sequence[tuple[int, OutboxOutcome]], now: datetime) -> None:
+    connection.executemany(
+        "UPDATE outbox SET status = ?, last_error = ?, next_attempt_at = COALESCE(?, next_attempt_at), last_status = ?, "
+        "last_outcome = ?, updated_at = ? WHERE id = ?",
+        [
+            (
+                o.status,
+                o.error,
+                None if o.retry_at is None else micros(o.retry_at),
+                o.http_status,
+                o.operation_outcome,
+                micros(now),
+                item_id,
+            )
+            for item_id, o in outcomes
+        ],
     )
 
 
 def status(connection: sqlite3.Connection) -> list[OutboxCount]:
     rows = connection.execute(
-        "SELECT destination, status, count(*) AS count, min(CASE WHEN status = 'pending' THEN next_attempt_at END) AS oldest_due "
+        "SELECT destination, status, count(*) AS count, "
+        "min(CASE WHEN status = 'pending' THEN next_attempt_at END) AS oldest_due, "
+        "min(CASE WHEN status = 'pending' THEN created_at END) AS oldest_created "
         "FROM outbox GROUP BY destination, status ORDER BY destination, status"
     ).fetchall()
-    return [OutboxCount(row["destination"], row["status"], row["count"], instant(row["oldest_due"])) for row in rows]
+    return [
+        OutboxCount(row["destination"], row["status"], row["count"], instant(row["oldest_due"]), instant(row["oldest_created"]))
+        for row in rows
+    ]
+
+
+def backlog(connection: sqlite3.Connection) -> list[OutboxBacklog]:
+    rows = connection.execute(
+        "SELECT destination, count(*) AS pending, min(created_at) AS oldest FROM outbox WHERE status = 'pending' "
+        "GROUP BY destination ORDER BY destination"
+    ).fetchall()
+    return [OutboxBacklog(row["destination"], row["pending"], instant(row["oldest"])) for row in rows]
+
+
+def dead_letters(connection: sqlite3.Connection, destination: str | None, after_id: int, limit: int) -> list[DeadLetter]:
+    rows = connection.execute(
+        "SELECT id, destination, reading_key, time, attempts, last_error, last_status, last_outcome, updated_at FROM outbox "
+        "WHERE status = 'dead' AND (? IS NULL OR destination = ?) AND id > ? ORDER BY id LIMIT ?",
+        (destination, destination, after_id, limit),
+    ).fetchall()
+    return [
+        DeadLetter(
+            row["id"],
+            row["destination"],
+            uuid.UUID(row["reading_key"]),
+            required_instant(row["time"]),
+            row["attempts"],
+            row["last_error"],
+            row["last_status"],
+            row["last_outcome"],
+            required_instant(row["updated_at"]),
+        )
+        for row in rows
+    ]
+
+
+def replay(connection: sqlite3.Connection, ids: Sequence[int] | None, destination: str | None, now: datetime) -> int:
+    stamp = micros(now)
+    chosen = "" if ids is None else f" AND id IN ({','.join('?' * len(ids))})"
+    cursor = connection.execute(
+        f"UPDATE outbox SET status = 'pending', next_attempt_at = ?, updated_at = ? "  # noqa: S608 - placeholders only
+        f"WHERE status = 'dead' AND (? IS NULL OR destination = ?){chosen}",
+        (stamp, stamp, destination, destination, *(ids or ())),
+    )
+    return cursor.rowcount

@@ -28,7 +28,7 @@ from gateway.storage.filters import (
     patient_where,
 )
 from gateway.storage.migrations import migrations
-from gateway.storage.outbox import OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
+from gateway.storage.outbox import DeadLetter, OutboxBacklog, OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 from gateway.storage.port import (
     DEVICE_INFORMATION_FIELDS,
     AccountRecord,
@@ -503,10 +503,22 @@ class TimescaleStore:
         async with _translated("claim outbox rows"):
             return await timescale_outbox.claim(self._pool, destination, limit, now, lease)
 
-    async def finish_outbox(self, item_id: int, outcome: OutboxOutcome, now: datetime) -> None:
-        async with _translated("finish an outbox row"):
-            await timescale_outbox.finish(self._pool, item_id, outcome, now)
+    async def finish_outbox(self, outcomes: Sequence[tuple[int, OutboxOutcome]], now: datetime) -> None:
+        async with _translated("finish outbox rows"):
+            await timescale_outbox.finish(self._pool, outcomes, now)
 
     async def outbox_status(self) -> list[OutboxCount]:
         async with _translated("read the outbox status"):
             return await timescale_outbox.status(self._pool)
+
+    async def outbox_backlog(self) -> list[OutboxBacklog]:
+        async with _translated("read the outbox backlog"):
+            return await timescale_outbox.backlog(self._pool)
+
+    async def dead_letters(self, destination: str | None, after_id: int, limit: int) -> list[DeadLetter]:
+        async with _translated("list dead letters"):
+            return await timescale_outbox.dead_letters(self._pool, destination, after_id, limit)
+
+    async def replay_dead_letters(self, ids: Sequence[int] | None, destination: str | None, now: datetime) -> int:
+        async with _translated("replay dead letters"):
+            return await timescale_outbox.replay(self._pool, ids, destination, now)
