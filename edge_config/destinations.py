@@ -79,7 +79,7 @@ class DestinationSettings(_Section):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="names the destination in the outbox and the logs")
     base_url: str = Field(pattern=r"^https?://", description="the EHR's FHIR base URL")
-    enabled: bool = Field(default=True, description="false: new readings are not queued for it")
+    enabled: bool = Field(default=True, description="false: new readings are not queued for it and nothing is pushed")
     kinds: list[str] | None = Field(default=None, description="only these reading kinds (default: every kind)")
     patients: list[str] | None = Field(default=None, description="only these patients (default: every patient)")
     auth: DestinationAuth = Field(default_factory=NoAuthSettings)

@@ -38,8 +38,9 @@ from gateway.api.vitals import router as vitals_router
 from gateway.auth.service import build_authenticator
 from gateway.maintenance import check_retention, maintenance_loop
 from gateway.pipeline import IngestPipeline, MqttFrameDecoder, decoders_for, mapper_for, mqtt_topic_filters
+from gateway.push.service import push_tasks
 from gateway.runtime import Runtime
-from gateway.storage import open_store
+from gateway.storage import ObservationStore, open_store
 
 logger = logging.getLogger(__name__)
 TEMPLATE_POLL_SECONDS = 2.0
@@ -89,25 +90,14 @@ def create_app(
                     asyncio.create_task(_feed(source, pipeline), name="mqtt-source"),
                 ],
             )
+            pushing = await stack.enter_async_context(push_tasks(settings.destinations, store, pipeline.metrics.registry))
+            runtime.tasks.extend(pushing)
             if settings.maintenance.enabled:
                 check_retention(settings.maintenance)
                 runtime.tasks.append(asyncio.create_task(maintenance_loop(store, settings.maintenance), name="maintenance"))
-            connected = [PairedDevice(device.device_id, device.address) for device in settings.ble.devices if device.connect]
-            if connected:
-                ble = BleSessionManager(
-                    connected,
-                    ble_connector or _real_connector(),
-                    clocks,
-                    MemoryCursors(),
-                    set_clock=settings.ble.set_clock,
-                    transfer_timeout=settings.ble.transfer_timeout_seconds,
-                    on_device_information=store.update_device_information,
-                )
-                runtime.tasks.append(asyncio.create_task(_feed(ble, pipeline), name="ble-sessions"))
-            broadcasting = {device.address: device.device_id for device in settings.ble.devices if device.advertisements}
-            if broadcasting:
-                scanner = AdvertisementScanner(broadcasting, ble_scanner or bleak_scanner)
-                runtime.tasks.append(asyncio.create_task(_feed(scanner, pipeline), name="ble-advertisements"))
+            runtime.tasks.extend(
+                _ble_tasks(settings, pipeline, store, clocks, ble_connector=ble_connector, ble_scanner=ble_scanner)
+            )
             if watcher is not None:
                 mqtt_decoder = decoders["mqtt"]
                 assert isinstance(mqtt_decoder, MqttFrameDecoder)  # noqa: S101 - built just above
@@ -136,6 +126,36 @@ def create_app(
     app.include_router(inbox_router)
     install_ingest(app, settings.ingest)
     return app
+
+
+def _ble_tasks(
+    settings: GatewaySettings,
+    pipeline: IngestPipeline,
+    store: ObservationStore,
+    clocks: ClockBook,
+    *,
+    ble_connector: Connector | None,
+    ble_scanner: ScannerFactory | None,
+) -> list[asyncio.Task[None]]:
+    """Sessions with connected devices and the advertisement scanner, for the devices configured."""
+    tasks: list[asyncio.Task[None]] = []
+    connected = [PairedDevice(device.device_id, device.address) for device in settings.ble.devices if device.connect]
+    if connected:
+        ble = BleSessionManager(
+            connected,
+            ble_connector or _real_connector(),
+            clocks,
+            MemoryCursors(),
+            set_clock=settings.ble.set_clock,
+            transfer_timeout=settings.ble.transfer_timeout_seconds,
+            on_device_information=store.update_device_information,
+        )
+        tasks.append(asyncio.create_task(_feed(ble, pipeline), name="ble-sessions"))
+    broadcasting = {device.address: device.device_id for device in settings.ble.devices if device.advertisements}
+    if broadcasting:
+        scanner = AdvertisementScanner(broadcasting, ble_scanner or bleak_scanner)
+        tasks.append(asyncio.create_task(_feed(scanner, pipeline), name="ble-advertisements"))
+    return tasks
 
 
 async def _reload_templates(watcher: TemplateWatcher, decoder: MqttFrameDecoder, source: MqttSource) -> None:

@@ -117,8 +117,18 @@ class FhirReceiver:
     static_tokens: set[str] = field(default_factory=set)
     _tokens: set[str] = field(default_factory=set)
     _jtis: set[str] = field(default_factory=set)
+    lose_every: int = 0
+    """Every n-th FHIR write commits and then answers 500, as if the response were lost (0: never)."""
+    patients: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """Patient ids by identifier (system, value): what ``GET Patient?identifier=`` and conditional references find."""
+    patient_searches: int = 0
+    patient_search_failures: int = 0
+    """The next n Patient searches answer 503."""
+    port: int = 0
+    """0: a free port, chosen at the first start and kept, so a restarted receiver is found where it was."""
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
+    _writes: int = 0
     base_url: str = ""
 
     @property
@@ -134,11 +144,13 @@ class FhirReceiver:
     async def __aenter__(self) -> Self:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        self.base_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        listener.bind(("127.0.0.1", self.port))
+        self.port = listener.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
         app = Starlette(
             routes=[
                 Route("/metadata", self._metadata, methods=["GET"]),
+                Route("/Patient", self._patient_search, methods=["GET"]),
                 Route("/", self._write, methods=["POST"]),
                 Route("/auth/token", self._token, methods=["POST"]),
             ]
@@ -176,6 +188,9 @@ class FhirReceiver:
             headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
             return _fhir(operation_outcome("bearer token missing or not valid", "login"), 401, headers)
         fault = self.faults.popleft() if self.faults else None
+        self._writes += 1
+        if fault is None and self.lose_every and self._writes % self.lose_every == 0:
+            fault = Fault("lost")
         if fault is not None and fault.kind in {"throttle", "unavailable"}:
             status = 429 if fault.kind == "throttle" else 503
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
@@ -237,6 +252,7 @@ class FhirReceiver:
             raise _Failure(400, "ifNoneExist must be identifier=system|value")
         system, value = condition.removeprefix("identifier=").split("|", 1)
         key = (unquote(system), unquote(value))
+        self._resolve_subject(resource)
         try:
             validate_resource(resource)
         except FhirValidationError as exc:
@@ -254,6 +270,40 @@ class FhirReceiver:
         stored = {**resource, "id": str(uuid.uuid4())}
         self.observations[key] = stored
         return {"response": {"status": "201 Created", "location": f"Observation/{stored['id']}/_history/1"}}
+
+    async def _patient_search(self, request: Request) -> Response:
+        if self.require_auth and not self._authorized(request):
+            return _fhir(operation_outcome("bearer token missing or not valid", "login"), 401)
+        self.patient_searches += 1
+        if self.patient_search_failures > 0:
+            self.patient_search_failures -= 1
+            return _fhir(operation_outcome("try again later", "transient"), 503)
+        condition = request.query_params.get("identifier", "")
+        if "|" not in condition:
+            return _fhir(operation_outcome("identifier must be system|value"), 400)
+        system, value = condition.split("|", 1)
+        matches = [
+            {
+                "fullUrl": f"{self.base_url}/Patient/{pid}",
+                "resource": {"resourceType": "Patient", "id": pid},
+                "search": {"mode": "match"},
+            }
+            for pid in self.patients.get((system, value), [])
+        ]
+        return _fhir({"resourceType": "Bundle", "type": "searchset", "total": len(matches), "entry": matches})
+
+    def _resolve_subject(self, resource: dict[str, Any]) -> None:
+        """A conditional reference (``Patient?identifier=s|v``) becomes the one Patient it names, or the entry fails."""
+        subject = resource.get("subject")
+        reference = subject.get("reference") if isinstance(subject, dict) else None
+        if not isinstance(reference, str) or not reference.startswith("Patient?"):
+            return
+        condition = parse_qs(reference.removeprefix("Patient?")).get("identifier", [""])[0]
+        system, _, value = condition.partition("|")
+        found = self.patients.get((system, value), [])
+        if len(found) != 1:
+            raise _Failure(412 if found else 404, f"conditional reference {reference} matches {len(found)} Patients")
+        resource["subject"] = {"reference": f"Patient/{found[0]}"}
 
     def _authorized(self, request: Request) -> bool:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")

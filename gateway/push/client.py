@@ -134,6 +134,29 @@ class FhirDestinationClient:
             conditional_create=conditional,
         )
 
+    async def find_patients(self, system: str, value: str) -> list[str]:
+        """The logical ids of the EHR's Patients carrying identifier ``system|value`` (raises PushError)."""
+        query = httpx.QueryParams({"identifier": f"{system}|{value}", "_elements": "id"})
+        headers = {"Accept": FHIR_JSON}
+        url = f"{self._base}/Patient?{query}"
+        auth = await self.tokens.header(self._http)
+        answer = await self._exchange("GET", url, None, headers | auth)
+        if answer.status == httpx.codes.UNAUTHORIZED and self.tokens.refreshable:
+            auth = await self.tokens.invalidate(self._http, auth)
+            answer = await self._exchange("GET", url, None, headers | auth)
+        if answer.status != httpx.codes.OK:
+            raise PushProtocolError(f"{self.destination.name}: Patient search answered {answer.status}")
+        found = _json_object(answer.body, "Bundle")
+        ids: list[str] = []
+        for entry in _list(found.get("entry")):
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            search = entry.get("search") if isinstance(entry, dict) else None
+            if isinstance(search, dict) and search.get("mode", "match") != "match":
+                continue  # included resources and OperationOutcomes are not matches
+            if isinstance(resource, dict) and resource.get("resourceType") == "Patient" and isinstance(resource.get("id"), str):
+                ids.append(resource["id"])
+        return ids
+
     async def send(self, bundle: bytes) -> list[EntryOutcome]:
         """POST a transaction or batch Bundle; one outcome per entry, in order."""
         document = _json_object(bundle, "Bundle")
