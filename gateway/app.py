@@ -32,6 +32,7 @@ from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
 from gateway.api.inbox import router as inbox_router
 from gateway.api.ingest import install_ingest
+from gateway.api.outbox import router as outbox_router
 from gateway.api.pairing import router as pairing_router
 from gateway.api.registry import router as registry_router
 from gateway.api.vitals import router as vitals_router
@@ -121,6 +122,7 @@ def create_app(
     app.include_router(registry_router)
     app.include_router(health_router)
     app.include_router(admin_router)
+    app.include_router(outbox_router)
     app.include_router(vitals_router)
     app.include_router(pairing_router)
     app.include_router(inbox_router)

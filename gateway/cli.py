@@ -21,6 +21,7 @@ from gateway.access_cli import ACCESS_COMMANDS, add_access_commands, run_access
 from gateway.auth.tokens import Role
 from gateway.cli_support import UsageError, with_store
 from gateway.cli_support import config_argument as _config_argument
+from gateway.outbox_cli import add_outbox_commands, run_outbox
 from gateway.pipeline import mapper_for
 from gateway.storage import ObservationStore
 
@@ -132,10 +133,7 @@ def _add_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _config_argument(maintenance.add_parser("run", help="run one pass now: refresh rollups, then apply retention"))
 
-    outbox = commands.add_parser("outbox", help="readings waiting to be pushed to EHRs").add_subparsers(
-        dest="action", required=True
-    )
-    _config_argument(outbox.add_parser("status", help="rows per destination and state, and the oldest due"))
+    add_outbox_commands(commands)
 
     token = commands.add_parser("token", help="bearer tokens for the API").add_subparsers(dest="action", required=True)
     issue = token.add_parser("issue", help="print a token signed with the gateway's key (auth.signing_key_file)")
@@ -150,7 +148,10 @@ def _add_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        (run_access if args.command in ACCESS_COMMANDS else _dispatch)(args)
+        if args.command == "outbox":
+            run_outbox(args)
+        else:
+            (run_access if args.command in ACCESS_COMMANDS else _dispatch)(args)
     except PulseBridgeError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -186,7 +187,7 @@ def _dispatch(args: argparse.Namespace) -> None:
         case "migrate":
             with_store(load_settings(args.config), lambda store: store.migrate())
             print("migrations applied")
-        case "patients" | "devices" | "quarantine" | "mqtt" | "maintenance" | "token" | "outbox":
+        case "patients" | "devices" | "quarantine" | "mqtt" | "maintenance" | "token":
             _registry(args)
         case "decode":
             if args.action == "gatt":
@@ -328,15 +329,6 @@ def _run_maintenance(settings: GatewaySettings, _: argparse.Namespace) -> None:
     )
 
 
-def _outbox_status(settings: GatewaySettings, _: argparse.Namespace) -> None:
-    counts = with_store(settings, lambda store: store.outbox_status())
-    if not counts:
-        print("the outbox is empty")
-    for count in counts:
-        due = f", oldest due {count.oldest_due.isoformat()}" if count.oldest_due else ""
-        print(f"{count.destination}\t{count.status}\t{count.count}{due}")
-
-
 def _issue_token(settings: GatewaySettings, args: argparse.Namespace) -> None:
     from gateway.auth.tokens import LocalIssuer
 
@@ -359,7 +351,6 @@ _REGISTRY_COMMANDS: dict[tuple[str, str], Callable[[GatewaySettings, argparse.Na
     ("mqtt", "credentials"): _mqtt_credentials,
     ("maintenance", "run"): _run_maintenance,
     ("token", "issue"): _issue_token,
-    ("outbox", "status"): _outbox_status,
 }
 
 
