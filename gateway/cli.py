@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_patient.add_argument("--mrn", help="medical record number")
     _config_argument(add_patient)
     _config_argument(patients.add_parser("list", help="list patients"))
+    identifier = patients.add_parser(
+        "identifier", help="record an identifier an EHR knows the patient by (how pushes name the EHR's Patient)"
+    )
+    identifier.add_argument("patient_id")
+    identifier.add_argument("system", help="the identifier's system URI, e.g. the EHR's MRN system (urn:oid:…)")
+    identifier.add_argument("value")
+    _config_argument(identifier)
 
     devices = commands.add_parser("devices", help="the device registry").add_subparsers(dest="action", required=True)
     add_device = devices.add_parser("add", help="register a device by its own id (the MQTT topic's device id)")
@@ -233,6 +240,13 @@ def _add_patient(settings: GatewaySettings, args: argparse.Namespace) -> None:
     print(patient_id)
 
 
+def _add_patient_identifier(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    if not args.system.strip() or not args.value.strip():
+        raise UsageError("an identifier needs a non-empty system and value")
+    with_store(settings, lambda store: store.add_patient_identifier(args.patient_id, args.system, args.value))
+    print(f"{args.patient_id}\t{args.system}|{args.value}")
+
+
 def _list_patients(settings: GatewaySettings, _: argparse.Namespace) -> None:
     for patient in with_store(settings, lambda store: store.list_patients()):
         print(f"{patient.id}\t{patient.name or ''}\t{patient.mrn or ''}")
@@ -341,6 +355,7 @@ def _issue_token(settings: GatewaySettings, args: argparse.Namespace) -> None:
 
 _REGISTRY_COMMANDS: dict[tuple[str, str], Callable[[GatewaySettings, argparse.Namespace], None]] = {
     ("patients", "add"): _add_patient,
+    ("patients", "identifier"): _add_patient_identifier,
     ("patients", "list"): _list_patients,
     ("devices", "add"): _add_device,
     ("devices", "list"): _list_devices,

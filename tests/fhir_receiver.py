@@ -121,6 +121,8 @@ class FhirReceiver:
     """Every n-th FHIR write commits and then answers 500, as if the response were lost (0: never)."""
     patients: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     """Patient ids by identifier (system, value): what ``GET Patient?identifier=`` and conditional references find."""
+    creates: int = 0
+    """Observations created (201): equals len(observations) unless something was stored twice."""
     patient_searches: int = 0
     patient_search_failures: int = 0
     """The next n Patient searches answer 503."""
@@ -269,6 +271,7 @@ class FhirReceiver:
             return {"response": {"status": "200 OK", "location": f"Observation/{stored['id']}/_history/1"}}
         stored = {**resource, "id": str(uuid.uuid4())}
         self.observations[key] = stored
+        self.creates += 1
         return {"response": {"status": "201 Created", "location": f"Observation/{stored['id']}/_history/1"}}
 
     async def _patient_search(self, request: Request) -> Response:
