@@ -265,6 +265,14 @@ class GatewaySettings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    @model_validator(mode="after")
+    def _distinct_destinations(self) -> GatewaySettings:
+        names = [destination.name for destination in self.destinations]
+        if len(set(names)) != len(names):
+            msg = f"destinations: each name may appear once (outbox rows are keyed by it): {names}"
+            raise ValueError(msg)
+        return self
+
 
 def load_settings(path: Path | None = None) -> GatewaySettings:
     """Read ``path`` (default: the bundled defaults) and the environment; validate once.

@@ -10,15 +10,19 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from prometheus_client import CollectorRegistry
 
+from device_adapters.errors import ConfigError
 from device_adapters.readings import Quantity, Reading
-from edge_config import DatabaseSettings
+from edge_config import DatabaseSettings, GatewaySettings
 from edge_config.destinations import DestinationSettings, PatientMatchSettings
 from fhir_mapper.identity import IDENTIFIER_SYSTEM, identifier_value
 from fhir_mapper.observation import Attribution, MappedObservation, map_reading
@@ -29,7 +33,7 @@ from gateway.push.setup import client_destination
 from gateway.push.worker import DestinationPusher, DestinationUnusable, bundle_type_for
 from gateway.storage import ObservationStore, open_store
 from gateway.storage.outbox import OutboxEntry
-from tests.fhir_receiver import Fault, FhirReceiver
+from tests.fhir_receiver import Fault, FhirReceiver, SmartClient
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 MRN = "urn:oid:2.16.840.1.113883.19.5"
@@ -276,7 +280,7 @@ async def test_patients_are_named_by_conditional_reference_or_stored_id(timescal
         assert receiver.patient_searches == 0
 
 
-async def test_a_rejected_token_costs_exactly_one_refresh(timescale_store: ObservationStore, tmp_path: Any) -> None:
+async def test_a_rejected_token_costs_exactly_one_refresh(timescale_store: ObservationStore, tmp_path: Path) -> None:
     async with FhirReceiver(require_auth=True) as receiver:
         receiver.secret_clients["pulsebridge"] = "s3cret"
         await register(timescale_store, receiver, ["pat-a"])
@@ -308,3 +312,61 @@ async def test_a_patient_search_that_fails_is_retried_not_dead_lettered(timescal
             assert await drained(timescale_store, timeout=30) == {"done": 2}
         assert receiver.patient_searches == 4  # three 503s, then the match
         assert len(receiver.observations) == 2
+
+
+async def test_smart_backend_services_from_the_settings_signs_each_token_request(
+    timescale_store: ObservationStore, tmp_path: Path
+) -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    key_file = tmp_path / "backend.pem"
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    async with FhirReceiver(require_auth=True) as receiver:
+        receiver.smart_clients["pb-backend"] = SmartClient("pb-backend", "key-2026", key.public_key(), "ES384")
+        await register(timescale_store, receiver, ["pat-a"])
+        auth = {"type": "smart_backend_services", "token_url": receiver.token_url, "client_id": "pb-backend",
+                "private_key_file": key_file, "kid": "key-2026", "algorithm": "ES384"}  # fmt: skip
+        await queue(timescale_store, readings(3))
+        async with pushing(destination(receiver, auth=auth), timescale_store):
+            assert await drained(timescale_store, timeout=30) == {"done": 3}
+    [recorded] = receiver.assertions
+    assert recorded.problems == ()
+    assert (recorded.header["alg"], recorded.header["kid"]) == ("ES384", "key-2026")
+    assert recorded.claims["aud"] == receiver.token_url
+    assert recorded.claims["iss"] == recorded.claims["sub"] == "pb-backend"
+    assert 0 < recorded.claims["exp"] - recorded.claims["iat"] <= 300
+    assert uuid.UUID(recorded.claims["jti"])
+
+
+def test_a_destination_whose_secret_cannot_be_read_fails_at_start_with_its_name(tmp_path: Path) -> None:
+    rsa_file = tmp_path / "rsa.pem"
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rsa_file.write_bytes(
+        rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    smart = {"type": "smart_backend_services", "token_url": "https://ehr.example/token", "client_id": "pb", "kid": "k"}
+    cases = [
+        ({"type": "bearer", "token_file": tmp_path / "missing"}, "destinations\\[ehr\\].auth: cannot read .*missing"),
+        ({**smart, "private_key_file": rsa_file, "algorithm": "ES384"}, "ES384 needs a P-384 EC private key"),
+    ]
+    for auth, message in cases:
+        settings = DestinationSettings(name="ehr", base_url="https://ehr.example/fhir", auth=auth)
+        with pytest.raises(ConfigError, match=message):
+            client_destination(settings)
+
+
+def test_destination_settings_refuse_what_cannot_work() -> None:
+    with pytest.raises(ValueError, match="each name may appear once"):
+        GatewaySettings(
+            destinations=[{"name": "ehr", "base_url": "https://a.example"}, {"name": "ehr", "base_url": "https://b.example"}]
+        )
+    with pytest.raises(ValueError, match="conditional_reference needs transaction"):
+        DestinationSettings(
+            name="ehr",
+            base_url="https://a.example",
+            bundle="batch",
+            patient={"match": "conditional_reference", "identifier_system": MRN},
+        )
+    with pytest.raises(ValueError, match="retry_base_seconds must not exceed"):
+        DestinationSettings(name="ehr", base_url="https://a.example", retry_base_seconds=10, retry_cap_seconds=5)
