@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -57,16 +56,22 @@ async def settled(http: httpx.AsyncClient, timeout: float = 20) -> set[tuple[str
         await asyncio.sleep(0.05)
 
 
-async def spoil(url: str, observations: Sequence[MappedObservation]) -> None:
+async def store_resources(url: str, resources: dict[str, bytes]) -> None:
+    """Overwrite stored Observations by reading key (what a bad mapping, then its fix, would leave)."""
     connection = await asyncpg.connect(url)
     try:
-        for observation in observations:
+        for key, resource in resources.items():
             await connection.execute(
-                "UPDATE observations SET resource = jsonb_set(resource, '{valueQuantity,value}', '\"x\"') WHERE reading_key = $1",
-                uuid.UUID(observation.key),
+                "UPDATE observations SET resource = $2::jsonb WHERE reading_key = $1", uuid.UUID(key), resource.decode()
             )
     finally:
         await connection.close()
+
+
+def spoiled(observation: MappedObservation) -> bytes:
+    resource = orjson.loads(observation.resource)
+    resource["valueQuantity"]["value"] = "x"
+    return orjson.dumps(resource)
 
 
 async def test_the_gateway_pushes_and_dead_letters_are_listed_and_replayed(
@@ -76,7 +81,7 @@ async def test_the_gateway_pushes_and_dead_letters_are_listed_and_replayed(
     async with FhirReceiver() as receiver:
         await register(timescale_store, receiver, ["pat-a"])
         await queue(timescale_store, observations)
-        await spoil(timescale_url, observations[:2])
+        await store_resources(timescale_url, {o.key: spoiled(o) for o in observations[:2]})
         async with running_gateway(settings_for(timescale_url, broker_port, receiver)) as http:
             status = await settled(http)
             assert status == {("done", 4), ("dead", 2)}
@@ -99,17 +104,7 @@ async def test_the_gateway_pushes_and_dead_letters_are_listed_and_replayed(
             assert metric(metrics, "pulsebridge_push_destination_ready", "ehr") == 1
 
             # The cause is fixed at the source (here: the stored rows), then one replay delivers both.
-            fixed = readings(6)[:2]
-            connection = await asyncpg.connect(timescale_url)
-            try:
-                for observation in fixed:
-                    await connection.execute(
-                        "UPDATE observations SET resource = $2::jsonb WHERE reading_key = $1",
-                        uuid.UUID(observation.key),
-                        bytes(observation.resource).decode(),
-                    )
-            finally:
-                await connection.close()
+            await store_resources(timescale_url, {o.key: bytes(o.resource) for o in observations[:2]})
             replayed = await http.post(f"/api/v1/outbox/dead-letters/{letters[0]['id']}/replay")
             assert (replayed.status_code, replayed.json()) == (200, {"replayed": 1})
             assert (await http.post("/api/v1/outbox/dead-letters/replay", params={"destination": "ehr"})).json() == {
