@@ -204,6 +204,14 @@ class MaintenanceSettings(_Section):
     )
 
 
+class EventSettings(_Section):
+    """The live event bus (dashboard, alert engine): each subscriber has its own bounded queue."""
+
+    subscriber_queue_size: int = Field(
+        default=1000, ge=1, le=100_000, description="events a subscriber may fall behind by before it loses its oldest"
+    )
+
+
 class TrustedIssuerSettings(_Section):
     """An OpenID Connect issuer whose bearer tokens the API accepts (Keycloak, Entra ID, an EHR's)."""
 
@@ -264,6 +272,7 @@ class GatewaySettings(BaseSettings):
     ble: BleSettings = BleSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
     auth: AuthSettings = AuthSettings()
+    events: EventSettings = EventSettings()
     destinations: list[DestinationSettings] = Field(
         default_factory=list, description="EHRs to push to: each new reading is queued once per destination that accepts it"
     )

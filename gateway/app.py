@@ -36,6 +36,7 @@ from gateway.api.pairing import router as pairing_router
 from gateway.api.registry import router as registry_router
 from gateway.api.vitals import router as vitals_router
 from gateway.auth.service import build_authenticator
+from gateway.events import EventBus
 from gateway.maintenance import check_retention, maintenance_loop
 from gateway.pipeline import IngestPipeline, MqttFrameDecoder, decoders_for, mapper_for, mqtt_topic_filters
 from gateway.runtime import Runtime
@@ -78,10 +79,14 @@ def create_app(
             watcher = TemplateWatcher(settings.mqtt.templates_file) if settings.mqtt.templates_file else None
             templates = watcher.current if watcher else None
             decoders = decoders_for(settings, clocks, templates)
-            pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings), decoders, destinations=settings.destinations)
+            events = EventBus(settings.events.subscriber_queue_size)
+            stack.callback(events.close)
+            pipeline = IngestPipeline(
+                store, settings.ingest, mapper_for(settings), decoders, destinations=settings.destinations, events=events
+            )
             source = MqttSource(settings.mqtt, mqtt_topic_filters(settings, templates))
             jwks_http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
-            runtime = Runtime(settings, store, pipeline, source, build_authenticator(settings.auth, jwks_http))
+            runtime = Runtime(settings, store, pipeline, source, build_authenticator(settings.auth, jwks_http), events)
             app.state.runtime = runtime
             runtime.tasks.extend(
                 [
@@ -92,22 +97,7 @@ def create_app(
             if settings.maintenance.enabled:
                 check_retention(settings.maintenance)
                 runtime.tasks.append(asyncio.create_task(maintenance_loop(store, settings.maintenance), name="maintenance"))
-            connected = [PairedDevice(device.device_id, device.address) for device in settings.ble.devices if device.connect]
-            if connected:
-                ble = BleSessionManager(
-                    connected,
-                    ble_connector or _real_connector(),
-                    clocks,
-                    MemoryCursors(),
-                    set_clock=settings.ble.set_clock,
-                    transfer_timeout=settings.ble.transfer_timeout_seconds,
-                    on_device_information=store.update_device_information,
-                )
-                runtime.tasks.append(asyncio.create_task(_feed(ble, pipeline), name="ble-sessions"))
-            broadcasting = {device.address: device.device_id for device in settings.ble.devices if device.advertisements}
-            if broadcasting:
-                scanner = AdvertisementScanner(broadcasting, ble_scanner or bleak_scanner)
-                runtime.tasks.append(asyncio.create_task(_feed(scanner, pipeline), name="ble-advertisements"))
+            runtime.tasks.extend(_ble_tasks(runtime, clocks, ble_connector, ble_scanner))
             if watcher is not None:
                 mqtt_decoder = decoders["mqtt"]
                 assert isinstance(mqtt_decoder, MqttFrameDecoder)  # noqa: S101 - built just above
@@ -136,6 +126,31 @@ def create_app(
     app.include_router(inbox_router)
     install_ingest(app, settings.ingest)
     return app
+
+
+def _ble_tasks(
+    runtime: Runtime, clocks: ClockBook, connector: Connector | None, scanner_factory: ScannerFactory | None
+) -> list[asyncio.Task[None]]:
+    """A session task for the devices this host keeps connected, a scanner for those that only advertise."""
+    settings, pipeline = runtime.settings, runtime.pipeline
+    tasks: list[asyncio.Task[None]] = []
+    connected = [PairedDevice(device.device_id, device.address) for device in settings.ble.devices if device.connect]
+    if connected:
+        ble = BleSessionManager(
+            connected,
+            connector or _real_connector(),
+            clocks,
+            MemoryCursors(),
+            set_clock=settings.ble.set_clock,
+            transfer_timeout=settings.ble.transfer_timeout_seconds,
+            on_device_information=runtime.store.update_device_information,
+        )
+        tasks.append(asyncio.create_task(_feed(ble, pipeline), name="ble-sessions"))
+    broadcasting = {device.address: device.device_id for device in settings.ble.devices if device.advertisements}
+    if broadcasting:
+        scanner = AdvertisementScanner(broadcasting, scanner_factory or bleak_scanner)
+        tasks.append(asyncio.create_task(_feed(scanner, pipeline), name="ble-advertisements"))
+    return tasks
 
 
 async def _reload_templates(watcher: TemplateWatcher, decoder: MqttFrameDecoder, source: MqttSource) -> None:
