@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from device_adapters.errors import ConfigError
+from edge_config.alert_settings import AlertSettings
 from edge_config.destinations import DestinationSettings
 
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "defaults" / "gateway.yaml"
@@ -205,6 +206,14 @@ class MaintenanceSettings(_Section):
     )
 
 
+class EventSettings(_Section):
+    """The live event bus (dashboard, alert engine): each subscriber has its own bounded queue."""
+
+    subscriber_queue_size: int = Field(
+        default=1000, ge=1, le=100_000, description="events a subscriber may fall behind by before it loses its oldest"
+    )
+
+
 class TrustedIssuerSettings(_Section):
     """An OpenID Connect issuer whose bearer tokens the API accepts (Keycloak, Entra ID, an EHR's)."""
 
@@ -250,6 +259,8 @@ class GatewaySettings(BaseSettings):
     ble: BleSettings = BleSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
     auth: AuthSettings = AuthSettings()
+    events: EventSettings = EventSettings()
+    alerts: AlertSettings = AlertSettings()
     destinations: list[DestinationSettings] = Field(
         default_factory=list, description="EHRs to push to: each new reading is queued once per destination that accepts it"
     )

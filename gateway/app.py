@@ -24,7 +24,10 @@ from device_adapters.readings import Delivery
 from edge_config import GatewaySettings
 from edge_config.mapping_templates import TemplateWatcher
 from gateway import __version__
+from gateway.alerts.service import alert_service
 from gateway.api.admin import router as admin_router
+from gateway.api.alerts import fhir_router as flags_router
+from gateway.api.alerts import router as alerts_router
 from gateway.api.audit_trail import install_audit_trail
 from gateway.api.audit_trail import router as audit_router
 from gateway.api.errors import install_error_handlers, install_url_guard
@@ -37,11 +40,12 @@ from gateway.api.pairing import router as pairing_router
 from gateway.api.registry import router as registry_router
 from gateway.api.vitals import router as vitals_router
 from gateway.auth.service import build_authenticator
+from gateway.events import EventBus
 from gateway.maintenance import check_retention, maintenance_loop
 from gateway.pipeline import IngestPipeline, MqttFrameDecoder, decoders_for, mapper_for, mqtt_topic_filters
 from gateway.push.service import push_tasks
 from gateway.runtime import Runtime
-from gateway.storage import ObservationStore, open_store
+from gateway.storage import open_store
 
 logger = logging.getLogger(__name__)
 TEMPLATE_POLL_SECONDS = 2.0
@@ -80,15 +84,21 @@ def create_app(
             watcher = TemplateWatcher(settings.mqtt.templates_file) if settings.mqtt.templates_file else None
             templates = watcher.current if watcher else None
             decoders = decoders_for(settings, clocks, templates)
-            pipeline = IngestPipeline(store, settings.ingest, mapper_for(settings), decoders, destinations=settings.destinations)
+            events = EventBus(settings.events.subscriber_queue_size)
+            stack.callback(events.close)
+            pipeline = IngestPipeline(
+                store, settings.ingest, mapper_for(settings), decoders, destinations=settings.destinations, events=events
+            )
             source = MqttSource(settings.mqtt, mqtt_topic_filters(settings, templates))
             jwks_http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
-            runtime = Runtime(settings, store, pipeline, source, build_authenticator(settings.auth, jwks_http))
+            alerts = await stack.enter_async_context(alert_service(settings.alerts, store, events))
+            runtime = Runtime(settings, store, pipeline, source, build_authenticator(settings.auth, jwks_http), events, alerts)
             app.state.runtime = runtime
             runtime.tasks.extend(
                 [
                     asyncio.create_task(pipeline.run(), name="ingest-pipeline"),
                     asyncio.create_task(_feed(source, pipeline), name="mqtt-source"),
+                    *alerts.start(),
                 ],
             )
             pushing = await stack.enter_async_context(push_tasks(settings.destinations, store, pipeline.metrics.registry))
@@ -96,9 +106,7 @@ def create_app(
             if settings.maintenance.enabled:
                 check_retention(settings.maintenance)
                 runtime.tasks.append(asyncio.create_task(maintenance_loop(store, settings.maintenance), name="maintenance"))
-            runtime.tasks.extend(
-                _ble_tasks(settings, pipeline, store, clocks, ble_connector=ble_connector, ble_scanner=ble_scanner)
-            )
+            runtime.tasks.extend(_ble_tasks(runtime, clocks, ble_connector, ble_scanner))
             if watcher is not None:
                 mqtt_decoder = decoders["mqtt"]
                 assert isinstance(mqtt_decoder, MqttFrameDecoder)  # noqa: S101 - built just above
@@ -126,36 +134,33 @@ def create_app(
     app.include_router(vitals_router)
     app.include_router(pairing_router)
     app.include_router(inbox_router)
+    app.include_router(alerts_router)
+    app.include_router(flags_router)
     install_ingest(app, settings.ingest)
     return app
 
 
 def _ble_tasks(
-    settings: GatewaySettings,
-    pipeline: IngestPipeline,
-    store: ObservationStore,
-    clocks: ClockBook,
-    *,
-    ble_connector: Connector | None,
-    ble_scanner: ScannerFactory | None,
+    runtime: Runtime, clocks: ClockBook, connector: Connector | None, scanner_factory: ScannerFactory | None
 ) -> list[asyncio.Task[None]]:
-    """Sessions with connected devices and the advertisement scanner, for the devices configured."""
+    """A session task for the devices this host keeps connected, a scanner for those that only advertise."""
+    settings, pipeline = runtime.settings, runtime.pipeline
     tasks: list[asyncio.Task[None]] = []
     connected = [PairedDevice(device.device_id, device.address) for device in settings.ble.devices if device.connect]
     if connected:
         ble = BleSessionManager(
             connected,
-            ble_connector or _real_connector(),
+            connector or _real_connector(),
             clocks,
             MemoryCursors(),
             set_clock=settings.ble.set_clock,
             transfer_timeout=settings.ble.transfer_timeout_seconds,
-            on_device_information=store.update_device_information,
+            on_device_information=runtime.store.update_device_information,
         )
         tasks.append(asyncio.create_task(_feed(ble, pipeline), name="ble-sessions"))
     broadcasting = {device.address: device.device_id for device in settings.ble.devices if device.advertisements}
     if broadcasting:
-        scanner = AdvertisementScanner(broadcasting, ble_scanner or bleak_scanner)
+        scanner = AdvertisementScanner(broadcasting, scanner_factory or bleak_scanner)
         tasks.append(asyncio.create_task(_feed(scanner, pipeline), name="ble-advertisements"))
     return tasks
 

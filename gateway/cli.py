@@ -185,6 +185,9 @@ def _dispatch(args: argparse.Namespace) -> None:
             from gateway.maintenance import check_retention
 
             check_retention(settings.maintenance)
+            from gateway.alerts.service import check_alert_settings
+
+            check_alert_settings(settings.alerts)
             if settings.mqtt.templates_file is not None:
                 from edge_config.mapping_templates import load_templates
 
@@ -217,6 +220,9 @@ def _serve(settings: GatewaySettings) -> None:
     from gateway.maintenance import check_retention
 
     check_retention(settings.maintenance)
+    from gateway.alerts.service import check_alert_settings
+
+    check_alert_settings(settings.alerts)
     if settings.mqtt.templates_file is not None:
         from edge_config.mapping_templates import load_templates
 

@@ -81,12 +81,15 @@ class PreparedBatch:
     """Accepted items of all-or-nothing frames, stored only if no item of their frame was rejected."""
     atomic: set[int] = field(default_factory=set)
     """Positions of the all-or-nothing frames."""
+    device_ids: dict[str, str] = field(default_factory=dict)
+    """Each accepted reading key's device, for the live events of what the batch stored."""
 
     def reject(self, position: int, entry: QuarantineEntry) -> None:
         self.quarantine.append(entry)
         self.items.setdefault(position, []).append(ItemOutcome(entry.item_index, ItemStatus.REJECTED, rejection=entry))
 
     def accept(self, item: DecodedFrame, index: int, observation: MappedObservation) -> None:
+        self.device_ids[observation.key] = item.device_id
         if item.decoded.atomic:
             self.held.setdefault(item.position, []).append((index, observation))
         else:

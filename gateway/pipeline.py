@@ -39,6 +39,7 @@ from edge_config.mapping_templates import Template, TemplateSet
 from fhir_mapper.devices import gateway_device_id
 from fhir_mapper.observation import Attribution, MappedObservation, MapperContext, MappingInput, ObservationMapper
 from fhir_mapper.plausibility import PlausibilityPolicy, RangeOverride
+from gateway.events import EventBus, observation_events
 from gateway.http_frames import SOURCE as HTTP_SOURCE
 from gateway.http_frames import HttpFrameDecoder
 from gateway.ingest_outcomes import (
@@ -212,8 +213,10 @@ class IngestPipeline:
         metrics: IngestMetrics | None = None,
         *,
         destinations: Sequence[DestinationSettings] = (),
+        events: EventBus | None = None,
     ) -> None:
         self._store = store
+        self._events = events
         self._destinations = tuple(destination for destination in destinations if destination.enabled)
         self._settings = settings
         self._mapper = mapper or ObservationMapper(
@@ -333,6 +336,9 @@ class IngestPipeline:
         self.stats.duplicates += result.duplicates
         self.stats.quarantined += result.quarantined
         self.metrics.committed(batch, result.inserted, result.duplicates, [entry.reason for entry in prepared.quarantine])
+        if self._events is not None and result.inserted_keys:
+            # After the commit, and only what was new: a redelivered reading is not news.
+            self._events.publish_all(observation_events(prepared.observations, result.inserted_keys, prepared.device_ids))
         return result, prepared.reports(result) if any(isinstance(d, ReportingDelivery) for d in batch) else {}
 
     async def prepare(self, batch: Sequence[Delivery]) -> tuple[list[MappedObservation], list[QuarantineEntry]]:

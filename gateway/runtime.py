@@ -1,4 +1,4 @@
-"""What the app lifespan owns and the routes use: store, pipeline, MQTT source, settings."""
+"""What the app lifespan owns and the routes use: store, pipeline, MQTT source, event bus, settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 from device_adapters.mqtt.source import MqttSource
 from edge_config import GatewaySettings
+from gateway.alerts.service import AlertService
 from gateway.auth.service import Authenticator
+from gateway.events import EventBus
 from gateway.pipeline import IngestPipeline
 from gateway.storage import ObservationStore
 
@@ -19,6 +21,8 @@ class Runtime:
     pipeline: IngestPipeline
     source: MqttSource
     auth: Authenticator
+    events: EventBus
+    alerts: AlertService
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def stopped_tasks(self) -> list[str]:

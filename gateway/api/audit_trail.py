@@ -60,6 +60,10 @@ _ACTIONS: Mapping[str, AuditAction] = {
     "create_observation": AuditAction.CREATE,
     "batch_or_transaction": AuditAction.CREATE,
     "ingest_senml": AuditAction.CREATE,
+    "search_alerts": AuditAction.SEARCH,
+    "search_flags": AuditAction.SEARCH,
+    "read_flag": AuditAction.READ,
+    "read_alert_rules": AuditAction.READ,
 }
 
 

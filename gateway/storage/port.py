@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from device_adapters.readings import require_aware
+from gateway.storage.alerts import AlertStore
 from gateway.storage.outbox import DeadLetter, OutboxBacklog, OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 
 if TYPE_CHECKING:
@@ -541,6 +542,11 @@ class ObservationStore(Protocol):
 
     async def replay_dead_letters(self, ids: Sequence[int] | None, destination: str | None, now: datetime) -> int:
         """Dead letters back to pending and due at ``now``; ``ids`` None: all of them (of ``destination``)."""
+        ...
+
+    @property
+    def alerts(self) -> AlertStore:
+        """Alerts and per-patient alert rules (gateway/storage/alerts.py)."""
         ...
 
 
