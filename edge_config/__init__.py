@@ -1,11 +1,11 @@
 """Typed configuration: the schema, its loader and the bundled defaults."""
 
+from edge_config.destinations import DestinationSettings
 from edge_config.settings import (
     DEFAULT_CONFIG_PATH,
     ApiSettings,
     AuthSettings,
     DatabaseSettings,
-    DestinationSettings,
     GatewaySettings,
     HttpSettings,
     IngestSettings,
