@@ -82,6 +82,11 @@ class DestinationSettings(_Section):
     enabled: bool = Field(default=True, description="false: new readings are not queued for it and nothing is pushed")
     kinds: list[str] | None = Field(default=None, description="only these reading kinds (default: every kind)")
     patients: list[str] | None = Field(default=None, description="only these patients (default: every patient)")
+    consent: Literal["implied", "required"] = Field(
+        default="implied",
+        description="implied: push unless the patient revoked consent for this destination; "
+        "required: push only after the patient (or their caregiver, or an administrator) granted it",
+    )
     auth: DestinationAuth = Field(default_factory=NoAuthSettings)
     patient: PatientMatchSettings | None = Field(
         default=None, description="how to name the EHR's Patient; null: the gateway's own patient id is sent as is"

@@ -1,19 +1,22 @@
-"""The access commands: ``audit verify``, ``account add``, ``care-team …`` and ``delegate``."""
+"""The access commands: ``audit verify``, ``account add``, ``care-team …``, ``delegate`` and ``consent …``."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import re
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 
-from edge_config import GatewaySettings, load_settings
+from edge_config import DestinationSettings, GatewaySettings, load_settings
 from gateway.auth.audit import GENESIS_HASH, AuditRecord, verify_chain
 from gateway.cli_support import UsageError, config_argument, with_store
 from gateway.storage import ObservationStore
+from gateway.storage.consent import ConsentRecord, ConsentStatus, allows
 from gateway.storage.port import ACCOUNT_ROLES
 
-ACCESS_COMMANDS = frozenset({"audit", "account", "care-team", "delegate"})
+ACCESS_COMMANDS = frozenset({"audit", "account", "care-team", "delegate", "consent"})
 AUDIT_PAGE = 1000
 _ID = re.compile(r"[A-Za-z0-9\-._@]{1,128}")
 
@@ -48,6 +51,21 @@ def add_access_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     delegate.add_argument("patient_id")
     delegate.add_argument("account_id")
     config_argument(delegate)
+
+    consent = commands.add_parser("consent", help="a patient's consent to push their readings to each EHR").add_subparsers(
+        dest="action", required=True
+    )
+    list_consent = consent.add_parser("list", help="each configured destination: its rule, the decision, whether it is pushed to")
+    list_consent.add_argument("patient_id")
+    list_consent.add_argument("--history", action="store_true", help="also every change, oldest first")
+    config_argument(list_consent)
+    for action, text in (("grant", "push the patient's readings to a destination"),
+                         ("revoke", "stop pushing them, including readings already queued")):  # fmt: skip
+        decide = consent.add_parser(action, help=text)
+        decide.add_argument("patient_id")
+        decide.add_argument("destination")
+        decide.add_argument("--by", help="who decided, as recorded (default: cli/<your user name>)")
+        config_argument(decide)
 
 
 def run_access(args: argparse.Namespace) -> None:
@@ -110,6 +128,63 @@ def _delegate(settings: GatewaySettings, args: argparse.Namespace) -> None:
     print(f"Patient/{args.patient_id} -> caregiver {args.account_id}")
 
 
+def _consent_line(record: ConsentRecord) -> str:
+    return f"{record.destination}\t{record.status}\t{record.recorded_by}\t{record.recorded_at.isoformat()}"
+
+
+def _list_consent(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    async def read(store: ObservationStore) -> tuple[list[ConsentRecord], list[ConsentRecord]]:
+        history = await store.consent_history(args.patient_id) if args.history else []
+        return await store.consents(args.patient_id), history
+
+    current, history = with_store(settings, read)
+    decided = {record.destination: record for record in current}
+    if not settings.destinations:
+        print("no EHR destinations are configured")
+    for destination in settings.destinations:
+        record = decided.get(destination.name)
+        pushed = "pushed" if allows(None if record is None else record.status, destination.consent) else "not pushed"
+        decision = (
+            "no decision" if record is None else f"{record.status} by {record.recorded_by} at {record.recorded_at.isoformat()}"
+        )
+        print(f"{destination.name}\t{destination.consent}\t{pushed}\t{decision}")
+    for record in history:
+        print(f"history\t{_consent_line(record)}")
+
+
+def _destination(settings: GatewaySettings, name: str) -> DestinationSettings:
+    found = next((destination for destination in settings.destinations if destination.name == name), None)
+    if found is None:
+        known = ", ".join(destination.name for destination in settings.destinations) or "none"
+        raise UsageError(f"no destination {name!r} is configured (configured: {known})")
+    return found
+
+
+def _operator() -> str:
+    try:
+        return f"cli/{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for this uid (a bare container)
+        return "cli/unknown"
+
+
+def _decide(status: ConsentStatus) -> Callable[[GatewaySettings, argparse.Namespace], None]:
+    def decide(settings: GatewaySettings, args: argparse.Namespace) -> None:
+        destination = _destination(settings, args.destination)
+        by = args.by or _operator()
+        if not _BY.fullmatch(by):
+            raise UsageError(f"--by {by!r}: use 1 to 128 printable characters")
+        record = with_store(
+            settings, lambda store: store.set_consent(args.patient_id, destination.name, status, by, datetime.now(UTC))
+        )
+        pushed = "pushed" if allows(record.status, destination.consent) else "not pushed"
+        print(f"Patient/{args.patient_id} -> {destination.name}: {record.status} ({pushed}; recorded by {record.recorded_by} "
+              f"at {record.recorded_at.isoformat()})")  # fmt: skip
+
+    return decide
+
+
+_BY = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+
 _COMMANDS: dict[tuple[str, str | None], Callable[[GatewaySettings, argparse.Namespace], None]] = {
     ("audit", "verify"): _verify,
     ("account", "add"): _add_account,
@@ -117,4 +192,7 @@ _COMMANDS: dict[tuple[str, str | None], Callable[[GatewaySettings, argparse.Name
     ("care-team", "member"): _add_member,
     ("care-team", "patient"): _add_team_patient,
     ("delegate", None): _delegate,
+    ("consent", "list"): _list_consent,
+    ("consent", "grant"): _decide("granted"),
+    ("consent", "revoke"): _decide("revoked"),
 }

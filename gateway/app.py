@@ -30,6 +30,8 @@ from gateway.api.alerts import fhir_router as flags_router
 from gateway.api.alerts import router as alerts_router
 from gateway.api.audit_trail import install_audit_trail
 from gateway.api.audit_trail import router as audit_router
+from gateway.api.consent import router as consent_router
+from gateway.api.corrections import router as corrections_router
 from gateway.api.errors import install_error_handlers, install_url_guard
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
@@ -125,17 +127,11 @@ def create_app(
     install_error_handlers(app)
     install_audit_trail(app)
     install_url_guard(app)
-    app.include_router(audit_router)
-    app.include_router(fhir_router)
-    app.include_router(registry_router)
-    app.include_router(health_router)
-    app.include_router(admin_router)
-    app.include_router(outbox_router)
-    app.include_router(vitals_router)
-    app.include_router(pairing_router)
-    app.include_router(inbox_router)
-    app.include_router(alerts_router)
-    app.include_router(flags_router)
+    for router in (
+        audit_router, fhir_router, registry_router, health_router, admin_router, outbox_router, vitals_router, pairing_router,
+        inbox_router, alerts_router, flags_router, consent_router, corrections_router,
+    ):  # fmt: skip
+        app.include_router(router)
     install_ingest(app, settings.ingest)
     return app
 

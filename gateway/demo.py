@@ -40,8 +40,8 @@ def free_port() -> int:
 
 
 DEMO_ADMIN_SCOPE = "user/*.cruds"
-DEMO_PATIENT_SCOPE = "patient/Observation.rs patient/Patient.rs patient/Device.cruds patient/Flag.rs"
-DEMO_PRACTITIONER_SCOPE = "user/Observation.rs user/Patient.rs user/Device.cruds user/Flag.rus"
+DEMO_PATIENT_SCOPE = "patient/Observation.rs patient/Patient.rs patient/Device.cruds patient/Flag.rs patient/Consent.rus"
+DEMO_PRACTITIONER_SCOPE = "user/Observation.rus user/Patient.rs user/Device.cruds user/Flag.rus"
 DEMO_PRACTITIONER = "demo-dr"
 DEMO_TEAM = "demo-team"
 

@@ -56,14 +56,20 @@ from gateway.storage.outbox import OutboxEntry
 logger = logging.getLogger(__name__)
 
 
+def plausibility_for(settings: GatewaySettings) -> PlausibilityPolicy:
+    """The plausible ranges in force: the catalogue's, with the settings' overrides."""
+    return PlausibilityPolicy(
+        {key: RangeOverride(value.low, value.high, value.unit) for key, value in settings.plausibility.items()}
+    )
+
+
 def mapper_for(settings: GatewaySettings) -> ObservationMapper:
     """The mapper the settings describe: this gateway's Device and the plausible ranges in force."""
-    overrides = {key: RangeOverride(value.low, value.high, value.unit) for key, value in settings.plausibility.items()}
     return ObservationMapper(
         MapperContext(
             gateway_device_id=gateway_device_id(settings.gateway_name),
             future_tolerance=timedelta(seconds=settings.ingest.future_tolerance_seconds),
-            plausibility=PlausibilityPolicy(overrides),
+            plausibility=plausibility_for(settings),
         ),
     )
 
@@ -289,9 +295,9 @@ class IngestPipeline:
         return result
 
     def _outbox(self, observations: Sequence[MappedObservation]) -> list[OutboxEntry]:
-        """A row per observation and destination that takes it; the store keeps those of new readings only."""
+        """A row per observation and destination that takes it; the store keeps those of new readings that consent allows."""
         return [
-            OutboxEntry(observation.key, observation.time, destination.name)
+            OutboxEntry(observation.key, observation.time, destination.name, observation.patient_id, destination.consent)
             for destination in self._destinations
             for observation in observations
             if destination.accepts(observation.kind, observation.patient_id)

@@ -1,9 +1,16 @@
 """A FHIR R4 receiver standing in for an EHR: the tests start it on loopback and steer its faults.
 
-It honours conditional create (``ifNoneExist: identifier=system|value``: one Observation per
-identifier), answers transaction and batch Bundles the way a FHIR server does, validates every
-resource with ``fhir.resources`` (R4B models for R4 JSON), and checks every SMART Backend Services
-client assertion field by field, keeping a record of each for the tests to inspect.
+It honours conditional create (``POST Observation`` with ``ifNoneExist: identifier=system|value``:
+one Observation per identifier) and conditional update (``PUT Observation?identifier=system|value``:
+the matching Observation is replaced, one is created when none matches, and several matches are a
+412, as for a conditional create), answers transaction and batch Bundles the way a FHIR server does
+(a transaction whose entries resolve to the same identifier fails whole, as FHIR requires when an
+update is among them), validates every resource with ``fhir.resources`` (R4B models for R4 JSON),
+and checks every SMART Backend Services client assertion field by field, keeping a record of each
+for the tests to inspect.
+
+An update must not name another resource: a body ``id`` that is not the matched resource's is a
+400 (the EHR's ids are its own, so a sender leaves ``id`` out of a conditional update).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, parse_qsl, unquote
 
 import jwt
 import orjson
@@ -87,7 +94,12 @@ def capability_statement(interactions: tuple[str, ...]) -> dict[str, Any]:
             {
                 "mode": "server",
                 "resource": [
-                    {"type": "Observation", "interaction": [{"code": "create"}], "conditionalCreate": True},
+                    {
+                        "type": "Observation",
+                        "interaction": [{"code": "create"}, {"code": "update"}],
+                        "conditionalCreate": True,
+                        "conditionalUpdate": True,
+                    },
                 ],
                 "interaction": [{"code": code} for code in interactions],
             }
@@ -95,8 +107,30 @@ def capability_statement(interactions: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+def _refuse_overlaps(entries: list[_Entry]) -> None:
+    """FHIR fails a transaction whose entries resolve to the same resource when an update is among them."""
+    keys = [entry.key for entry in entries]
+    for entry in entries:
+        if entry.method == "PUT" and keys.count(entry.key) > 1:
+            raise _Failure(400, f"transaction entries overlap on identifier {'|'.join(entry.key)}")
+
+
+def _identifiers(resource: dict[str, Any]) -> set[tuple[Any, Any]]:
+    return {(i.get("system"), i.get("value")) for i in resource.get("identifier", []) if isinstance(i, dict)}
+
+
 def _fhir(document: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(document), status, headers=headers, media_type=FHIR_JSON)
+
+
+Identifier = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    method: Literal["POST", "PUT"]
+    key: Identifier
+    resource: dict[str, Any]
 
 
 @dataclass
@@ -104,7 +138,13 @@ class FhirReceiver:
     require_auth: bool = False
     token_lifetime: int = 300
     interactions: tuple[str, ...] = ("transaction", "batch")
-    observations: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    observations: dict[Identifier, dict[str, Any]] = field(default_factory=dict)
+    other_matches: list[dict[str, Any]] = field(default_factory=list)
+    """Observations another client stored without a condition: an identifier may match several (412)."""
+    versions: dict[str, int] = field(default_factory=dict)
+    """Version of each stored Observation by its id (1 when created, +1 per update)."""
+    handled: list[tuple[str, Identifier, int]] = field(default_factory=list)
+    """Every entry stored or found: (method, identifier, status)."""
     faults: deque[Fault] = field(default_factory=deque)
     write_times: list[float] = field(default_factory=list)
     """Monotonic arrival time of every FHIR write, faulted or not."""
@@ -226,53 +266,113 @@ class FhirReceiver:
         # All or nothing: check every entry before storing any (no awaits here, so no interleaving).
         try:
             checked = [self._check(entry) for entry in entries]
+            _refuse_overlaps(checked)
+            for entry in checked:
+                self._resolve(entry)
         except _Failure as failure:
             return _fhir(operation_outcome(failure.text), failure.status)
-        answers = [self._store(key, resource) for key, resource in checked]
+        answers = [self._store(entry) for entry in checked]
         return _fhir({"resourceType": "Bundle", "type": "transaction-response", "entry": answers})
 
     def _batch(self, entries: list[Any]) -> Response:
         answers = []
-        for entry in entries:
+        for raw in entries:
             try:
-                key, resource = self._check(entry)
+                entry = self._check(raw)
+                self._resolve(entry)
             except _Failure as failure:
                 answers.append({"response": {"status": str(failure.status), "outcome": operation_outcome(failure.text)}})
                 continue
-            answers.append(self._store(key, resource))
+            answers.append(self._store(entry))
         return _fhir({"resourceType": "Bundle", "type": "batch-response", "entry": answers})
 
-    def _check(self, entry: object) -> tuple[tuple[str, str], dict[str, Any]]:
+    def _check(self, entry: object) -> _Entry:
         request = entry.get("request") if isinstance(entry, dict) else None
         resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(request, dict) or request.get("method") != "POST" or request.get("url") != "Observation":
-            raise _Failure(400, "only POST Observation entries are accepted")
+        if not isinstance(request, dict):
+            raise _Failure(400, "entry has no request")
+        method, url = request.get("method"), request.get("url")
+        if method == "POST" and url == "Observation":
+            key = self._condition(request.get("ifNoneExist"), "ifNoneExist")
+        elif method == "PUT" and isinstance(url, str) and url.startswith("Observation?"):
+            key = self._search(url.removeprefix("Observation?"))
+        else:
+            raise _Failure(400, "only POST Observation and PUT Observation?identifier=… entries are accepted")
         if not isinstance(resource, dict):
             raise _Failure(400, "entry has no resource")
-        condition = request.get("ifNoneExist")
-        if not isinstance(condition, str) or not condition.startswith("identifier=") or "|" not in condition:
-            raise _Failure(400, "ifNoneExist must be identifier=system|value")
-        system, value = condition.removeprefix("identifier=").split("|", 1)
-        key = (unquote(system), unquote(value))
         self._resolve_subject(resource)
         try:
             validate_resource(resource)
         except FhirValidationError as exc:
             raise _Failure(422, exc.detail[:500]) from exc
         # Stores are keyed by the condition; a real server searches the resources, so both must agree.
-        named = {(i.get("system"), i.get("value")) for i in resource.get("identifier", []) if isinstance(i, dict)}
-        if key not in named:
-            raise _Failure(400, "ifNoneExist names an identifier the resource does not carry")
-        return key, resource
+        if key not in _identifiers(resource):
+            raise _Failure(400, "the condition names an identifier the resource does not carry")
+        return _Entry(method, key, resource)
 
-    def _store(self, key: tuple[str, str], resource: dict[str, Any]) -> dict[str, Any]:
-        stored = self.observations.get(key)
-        if stored is not None:
-            return {"response": {"status": "200 OK", "location": f"Observation/{stored['id']}/_history/1"}}
-        stored = {**resource, "id": str(uuid.uuid4())}
-        self.observations[key] = stored
+    @staticmethod
+    def _condition(condition: object, what: str) -> Identifier:
+        if not isinstance(condition, str) or not condition.startswith("identifier=") or "|" not in condition:
+            raise _Failure(400, f"{what} must be identifier=system|value")
+        system, value = condition.removeprefix("identifier=").split("|", 1)
+        return unquote(system), unquote(value)
+
+    @staticmethod
+    def _search(query: str) -> Identifier:
+        try:
+            parameters = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+        except ValueError as exc:
+            raise _Failure(400, "the conditional update's search does not parse") from exc
+        if len(parameters) != 1 or parameters[0][0] != "identifier" or "|" not in parameters[0][1]:
+            raise _Failure(400, "a conditional update must search identifier=system|value alone")
+        system, value = parameters[0][1].split("|", 1)
+        return system, value
+
+    def _matches(self, key: Identifier) -> list[dict[str, Any]]:
+        found = [self.observations[key]] if key in self.observations else []
+        return found + [resource for resource in self.other_matches if key in _identifiers(resource)]
+
+    def _resolve(self, entry: _Entry) -> None:
+        """Refuse what the current state makes impossible: several matches, an update naming another resource."""
+        matches = self._matches(entry.key)
+        if len(matches) > 1:
+            raise _Failure(412, f"{len(matches)} Observations match identifier {'|'.join(entry.key)}")
+        given = entry.resource.get("id")
+        if entry.method == "PUT" and matches and given is not None and given != matches[0]["id"]:
+            raise _Failure(400, f"the resource's id {given!r} is not the id of the Observation the condition matched")
+
+    def _store(self, entry: _Entry) -> dict[str, Any]:
+        matches = self._matches(entry.key)
+        if matches and entry.method == "POST":
+            self.handled.append((entry.method, entry.key, 200))
+            stored = matches[0]
+            return {
+                "response": {"status": "200 OK", "location": f"Observation/{stored['id']}/_history/{self.versions[stored['id']]}"}
+            }
+        if matches:
+            target = matches[0]
+            updated = {**entry.resource, "id": target["id"]}
+            if entry.key in self.observations:
+                self.observations[entry.key] = updated
+            else:
+                self.other_matches[self.other_matches.index(target)] = updated
+            self.versions[target["id"]] += 1
+            self.handled.append((entry.method, entry.key, 200))
+            return {
+                "response": {"status": "200 OK", "location": f"Observation/{target['id']}/_history/{self.versions[target['id']]}"}
+            }
+        stored = {**entry.resource, "id": str(uuid.uuid4())}
+        self.observations[entry.key] = stored
         self.creates += 1
+        self.versions[stored["id"]] = 1
+        self.handled.append((entry.method, entry.key, 201))
         return {"response": {"status": "201 Created", "location": f"Observation/{stored['id']}/_history/1"}}
+
+    def add_unconditionally(self, resource: dict[str, Any]) -> None:
+        """Store as another client would without a condition (duplicates allowed): for 412 tests."""
+        stored = {**resource, "id": str(uuid.uuid4())}
+        self.other_matches.append(stored)
+        self.versions[stored["id"]] = 1
 
     async def _patient_search(self, request: Request) -> Response:
         if self.require_auth and not self._authorized(request):

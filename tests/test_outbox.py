@@ -37,7 +37,7 @@ def _observations(count: int, patient: str = "pat-a", kind: str = "heart_rate") 
 
 
 def _entries(observations: list[MappedObservation], *destinations: str) -> list[OutboxEntry]:
-    return [OutboxEntry(o.key, o.time, d) for d in destinations for o in observations]
+    return [OutboxEntry(o.key, o.time, d, o.patient_id) for d in destinations for o in observations]
 
 
 async def test_only_new_readings_are_queued_once_per_destination(store: ObservationStore) -> None:
@@ -53,12 +53,14 @@ async def test_claimed_rows_are_leased_then_finished(store: ObservationStore) ->
     observations = _observations(3)
     await store.write_batch(observations, [], _entries(observations, "ehr-a"))
     now = datetime.now(UTC) + timedelta(seconds=1)  # rows are due from when they were queued
-    claimed = await store.claim_outbox("ehr-a", 2, now, LEASE)
+    claimed = await store.claim_outbox("ehr-a", 2, now, LEASE, consent="implied")
     assert [(item.reading_key, item.attempts) for item in claimed] == [(uuid.UUID(o.key), 1) for o in observations[:2]]
     assert orjson.loads(claimed[0].resource)["id"] == observations[0].key
-    assert [item.reading_key for item in await store.claim_outbox("ehr-a", 10, now, LEASE)] == [uuid.UUID(observations[2].key)]
-    assert await store.claim_outbox("ehr-a", 10, now, LEASE) == []  # all leased
-    assert await store.claim_outbox("ehr-b", 10, now, LEASE) == []  # another destination's queue
+    assert [item.reading_key for item in await store.claim_outbox("ehr-a", 10, now, LEASE, consent="implied")] == [
+        uuid.UUID(observations[2].key)
+    ]
+    assert await store.claim_outbox("ehr-a", 10, now, LEASE, consent="implied") == []  # all leased
+    assert await store.claim_outbox("ehr-b", 10, now, LEASE, consent="implied") == []  # another destination's queue
 
     refusal = '{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid"}]}'
     await store.finish_outbox(
@@ -69,13 +71,13 @@ async def test_claimed_rows_are_leased_then_finished(store: ObservationStore) ->
         now,
     )
     retry_at = now + timedelta(seconds=30)
-    third = (await store.claim_outbox("ehr-a", 10, now + LEASE, LEASE))[0]  # its lease ran out: claimed again
+    third = (await store.claim_outbox("ehr-a", 10, now + LEASE, LEASE, consent="implied"))[0]  # its lease ran out: claimed again
     assert third.attempts == 2
     await store.finish_outbox([(third.id, OutboxOutcome("pending", "503", retry_at))], now + LEASE)
     status = {(c.status): (c.count, c.oldest_due) for c in await store.outbox_status()}
     assert status == {"dead": (1, None), "done": (1, None), "pending": (1, retry_at)}
-    assert await store.claim_outbox("ehr-a", 10, retry_at - timedelta(seconds=1), LEASE) == []
-    assert len(await store.claim_outbox("ehr-a", 10, retry_at, LEASE)) == 1
+    assert await store.claim_outbox("ehr-a", 10, retry_at - timedelta(seconds=1), LEASE, consent="implied") == []
+    assert len(await store.claim_outbox("ehr-a", 10, retry_at, LEASE, consent="implied")) == 1
 
     [dead] = await store.dead_letters(None, 0, 10)
     assert (dead.id, dead.reading_key, dead.http_status, dead.operation_outcome) == (
@@ -91,7 +93,10 @@ async def test_dead_letters_are_replayed_by_id_or_all_at_once(store: Observation
     observations = _observations(3)
     await store.write_batch(observations, [], _entries(observations, "ehr-a", "ehr-b"))
     now = datetime.now(UTC) + timedelta(seconds=1)
-    claimed = [*await store.claim_outbox("ehr-a", 10, now, LEASE), *await store.claim_outbox("ehr-b", 10, now, LEASE)]
+    claimed = [
+        *await store.claim_outbox("ehr-a", 10, now, LEASE, consent="implied"),
+        *await store.claim_outbox("ehr-b", 10, now, LEASE, consent="implied"),
+    ]
     await store.finish_outbox([(item.id, OutboxOutcome("dead", "422")) for item in claimed], now)
     assert await store.replay_dead_letters([claimed[0].id], None, now) == 1
     assert await store.replay_dead_letters([claimed[0].id], None, now) == 0  # no longer dead
@@ -99,7 +104,7 @@ async def test_dead_letters_are_replayed_by_id_or_all_at_once(store: Observation
     assert {(c.destination, c.status): c.count for c in await store.outbox_status()} == {
         ("ehr-a", "dead"): 2, ("ehr-a", "pending"): 1, ("ehr-b", "pending"): 3,
     }  # fmt: skip
-    again = await store.claim_outbox("ehr-b", 10, now, LEASE)
+    again = await store.claim_outbox("ehr-b", 10, now, LEASE, consent="implied")
     assert sorted(item.reading_key for item in again) == sorted(uuid.UUID(o.key) for o in observations)
 
 
@@ -116,7 +121,9 @@ async def test_concurrent_workers_never_hold_the_same_row(timescale_store: Obser
     workers = [await open_store(DatabaseSettings(url=timescale_url)) for _ in range(4)]
     now = datetime.now(UTC) + timedelta(seconds=1)
     try:
-        claims = await asyncio.gather(*(worker.claim_outbox("ehr-a", 30, now, LEASE) for worker in workers for _ in range(2)))
+        claims = await asyncio.gather(
+            *(worker.claim_outbox("ehr-a", 30, now, LEASE, consent="implied") for worker in workers for _ in range(2))
+        )
     finally:
         for worker in workers:
             await worker.close()

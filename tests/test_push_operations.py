@@ -89,7 +89,7 @@ async def test_the_gateway_pushes_and_dead_letters_are_listed_and_replayed(
             letters = (await http.get("/api/v1/outbox/dead-letters", params={"destination": "ehr"})).json()
             assert [(letter["http_status"], letter["attempts"]) for letter in letters] == [(422, 1), (422, 1)]
             assert letters[0]["operation_outcome"]["resourceType"] == "OperationOutcome"
-            assert letters[0]["observation"] == f"Observation/{observations[0].key}"
+            assert {letter["observation"] for letter in letters} == {f"Observation/{o.key}" for o in observations[:2]}
 
             app = app_of(http)
             patient = bearer(app, Role.PATIENT, "patient/Observation.rs", "pat-a")
@@ -119,7 +119,9 @@ async def test_dead_letters_on_the_command_line(timescale_store: ObservationStor
     env = {"PULSEBRIDGE_DATABASE__URL": timescale_url}
     observations = readings(2)
     await queue(timescale_store, observations)
-    claimed = await timescale_store.claim_outbox("ehr", 10, datetime.now(UTC) + timedelta(seconds=1), timedelta(minutes=1))
+    claimed = await timescale_store.claim_outbox(
+        "ehr", 10, datetime.now(UTC) + timedelta(seconds=1), timedelta(minutes=1), consent="implied"
+    )
     refusal = orjson.dumps({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "invalid"}]}).decode()
     await timescale_store.finish_outbox(
         [(item.id, OutboxOutcome("dead", "422: unknown code", None, 422, refusal)) for item in claimed], datetime.now(UTC)
@@ -143,3 +145,32 @@ async def test_dead_letters_on_the_command_line(timescale_store: ObservationStor
     status = await asyncio.to_thread(cli, env, "outbox", "status")
     assert status.stdout.startswith("ehr\tpending\t2, oldest due ")
     assert ", oldest queued " in status.stdout
+
+
+async def test_a_correction_reaches_the_ehr_as_a_conditional_update(
+    timescale_store: ObservationStore, timescale_url: str, broker_port: int
+) -> None:
+    observations = readings(3)
+    async with FhirReceiver() as receiver:
+        await register(timescale_store, receiver, ["pat-a"])
+        await queue(timescale_store, observations)
+        async with running_gateway(settings_for(timescale_url, broker_port, receiver)) as http:
+            assert await settled(http) == {("done", 3)}
+            wrong, amended = observations[0], observations[1]
+            marked = await http.post(
+                f"/api/v1/observations/{wrong.key}/correction",
+                json={"action": "entered-in-error", "reason": "cuff on the wrong arm"},
+            )
+            assert marked.status_code == 200, marked.text
+            changed = await http.post(
+                f"/api/v1/observations/{amended.key}/correction", json={"action": "amend", "value": 64, "reason": "typed 46"}
+            )
+            assert changed.status_code == 200, changed.text
+            assert await settled(http) == {("done", 5)}
+    held = {key[1].removeprefix("urn:uuid:"): resource for key, resource in receiver.observations.items()}
+    assert len(held) == receiver.creates == 3  # updated in place, nothing created twice
+    assert held[wrong.key]["status"] == "entered-in-error"
+    assert (held[amended.key]["status"], held[amended.key]["valueQuantity"]["value"]) == ("amended", 64)
+    assert held[observations[2].key]["status"] == "final"
+    assert held[amended.key]["subject"] == {"reference": "Patient/ehr-pat-a"}
+    assert [method for method, _, _ in receiver.handled].count("PUT") == 2

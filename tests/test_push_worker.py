@@ -68,7 +68,7 @@ def destination(receiver: FhirReceiver, **overrides: Any) -> DestinationSettings
 async def queue(store: ObservationStore, observations: Sequence[MappedObservation], name: str = "ehr") -> None:
     for start in range(0, len(observations), 1000):
         chunk = observations[start : start + 1000]
-        await store.write_batch(chunk, [], [OutboxEntry(o.key, o.time, name) for o in chunk])
+        await store.write_batch(chunk, [], [OutboxEntry(o.key, o.time, name, o.patient_id) for o in chunk])
 
 
 async def register(store: ObservationStore, receiver: FhirReceiver, patients: Sequence[str]) -> None:

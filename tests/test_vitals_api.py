@@ -106,12 +106,12 @@ async def test_export_ndjson_and_csv_stream_every_page(settings: GatewaySettings
     assert table.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(table.text)))
     assert len(rows) == 19
-    assert list(rows[0]) == ["time", "kind", "code", "value", "unit", "device", "reading_key"]
+    assert list(rows[0]) == ["time", "kind", "code", "value", "unit", "device", "reading_key", "status"]
     assert rows[0] == {"time": "2026-11-20T01:00:00+00:00", "kind": "heart_rate", "code": "8867-4", "value": "66", "unit": "/min",
-                       "device": f"Device/{DEVICE}", "reading_key": rows[0]["reading_key"]}  # fmt: skip
+                       "device": f"Device/{DEVICE}", "reading_key": rows[0]["reading_key"], "status": "final"}  # fmt: skip
 
     assert len(since.text.splitlines()) == 5
-    assert other.text == "time,kind,code,value,unit,device,reading_key\n"
+    assert other.text == "time,kind,code,value,unit,device,reading_key,status\n"
     for response in (bad, bad_patient):
         assert response.status_code == 400
         assert response.json()["resourceType"] == "OperationOutcome"

@@ -64,6 +64,9 @@ _ACTIONS: Mapping[str, AuditAction] = {
     "search_flags": AuditAction.SEARCH,
     "read_flag": AuditAction.READ,
     "read_alert_rules": AuditAction.READ,
+    "list_consents": AuditAction.SEARCH,
+    "set_consent": AuditAction.UPDATE,
+    "correct_observation": AuditAction.UPDATE,
 }
 
 
@@ -86,7 +89,12 @@ def record_of(request: Request, status: int, now: datetime) -> AuditRecord:
     endpoint = request.scope.get("endpoint")
     name = getattr(endpoint, "__name__", "")
     params = request.query_params
-    patient = request.path_params.get("patient_id") or params.get("patient") or params.get("subject")
+    patient = (
+        request.path_params.get("patient_id")
+        or getattr(request.state, "audit_patient", None)  # a route that found the patient (a correction's reading)
+        or params.get("patient")
+        or params.get("subject")
+    )
     if patient is not None:
         patient = patient.removeprefix("Patient/")
     entity = request.url.path.removeprefix("/fhir/")

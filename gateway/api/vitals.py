@@ -34,7 +34,8 @@ _BUCKET = re.compile(r"(?P<count>[1-9]\d{0,5})(?P<unit>[mhd])")
 _BUCKET_UNITS = MappingProxyType({"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)})
 DEFAULT_RANGE = timedelta(days=1)
 NDJSON = "application/fhir+ndjson"
-CSV_COLUMNS = ("time", "kind", "code", "value", "unit", "device", "reading_key")
+CSV_COLUMNS = ("time", "kind", "code", "value", "unit", "device", "reading_key", "status")
+"""``status``: final, amended (the value is the corrected one) or entered-in-error (the value must not be used)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +55,8 @@ def _csv(rows: Sequence[ExportRow]) -> bytes:
     writer = csv.writer(buffer, lineterminator="\n")
     for row in rows:
         value = "" if row.value is None else str(row.value)
-        writer.writerow(
-            [row.time.isoformat(), row.kind, row.code, value, row.unit, f"Device/{row.device_resource_id}", row.reading_key]
-        )
+        device = f"Device/{row.device_resource_id}"
+        writer.writerow([row.time.isoformat(), row.kind, row.code, value, row.unit, device, row.reading_key, row.status])
     return buffer.getvalue().encode()
 
 

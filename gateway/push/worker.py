@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -134,7 +135,9 @@ class DestinationPusher:
         while True:
             limit = await self._wait_for_turn()
             try:
-                items = await self._store.claim_outbox(self.settings.name, limit, datetime.now(UTC), self.lease)
+                items = await self._store.claim_outbox(
+                    self.settings.name, limit, datetime.now(UTC), self.lease, consent=self.settings.consent
+                )
             except StorageError as exc:
                 logger.warning("destination %s: cannot claim outbox rows (%s)", self.settings.name, exc)
                 await asyncio.sleep(STORE_RETRY_SECONDS)
@@ -171,10 +174,11 @@ class DestinationPusher:
         try:
             references = await self._patients.references(patients)
         except PushError as exc:
-            finished = [(item.id, self._retry(item, None, str(exc))) for item in items]
-            await self._finish(finished)
+            await self._finish([(item.id, self._retry(item, None, str(exc))) for item in items])
             return
-        sendable: list[OutboxItem] = []
+        # A reading's create and its correction may be claimed together: FHIR refuses two
+        # entries for one resource in a Bundle, so one entry carries the stored (latest) version.
+        rows_of: dict[uuid.UUID, list[OutboxItem]] = {}
         entries: list[PushEntry] = []
         for item in items:
             resource = resources[item.id]
@@ -186,14 +190,20 @@ class DestinationPusher:
             if reference.problem is not None:
                 finished.append((item.id, OutboxOutcome("dead", reference.problem)))
                 continue
-            sendable.append(item)
-            entries.append(PushEntry(str(item.reading_key), for_destination(resource, reference.reference), _method(item)))
+            rows = rows_of.setdefault(item.reading_key, [])
+            rows.append(item)
+            if len(rows) == 1:
+                entries.append(PushEntry(str(item.reading_key), for_destination(resource, reference.reference)))
         if entries:
+            entries = [
+                PushEntry(entry.reading_key, entry.resource, _method(rows_of[uuid.UUID(entry.reading_key)])) for entry in entries
+            ]
             assert self.bundle_type is not None  # noqa: S101 - run() discovers before any sender starts
             started = self._monotonic()
             outcomes = await self._client.send(bundle(entries, self.bundle_type))
             self._metrics.request_seconds.labels(name).observe(self._monotonic() - started)
-            finished.extend((item.id, self._decide(item, outcome)) for item, outcome in zip(sendable, outcomes, strict=True))
+            for entry, outcome in zip(entries, outcomes, strict=True):
+                finished.extend((row.id, self._decide(row, outcome)) for row in rows_of[uuid.UUID(entry.reading_key)])
         await self._finish(finished)
 
     def _decide(self, item: OutboxItem, outcome: EntryOutcome) -> OutboxOutcome:
@@ -234,8 +244,9 @@ def _resource(item: OutboxItem) -> dict[str, Any] | None:
     return resource if isinstance(resource, dict) else None
 
 
-def _method(item: OutboxItem) -> Literal["POST", "PUT"]:
-    return "PUT" if getattr(item, "action", "create") == "update" else "POST"
+def _method(rows: Sequence[OutboxItem]) -> Literal["POST", "PUT"]:
+    """A conditional update when any row is a correction (it also creates a resource the EHR lacks)."""
+    return "PUT" if any(row.action == "update" for row in rows) else "POST"
 
 
 def _describe(outcome: EntryOutcome) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from gateway.storage.corrections import ENTERED_IN_ERROR
 from gateway.storage.port import (
     DEVICE_INFORMATION_FIELDS,
     DeviceQuery,
@@ -104,6 +105,7 @@ def last_n_where(query: LastNQuery, dialect: Dialect, kind_column: str) -> Where
     where = Where(dialect)
     where.add(f"patient_id = {where.bind(query.patient_id)}")
     where.add(f"kind = {kind_column}")
+    where.add(f"status <> '{ENTERED_IN_ERROR}'")  # the latest readings that stand (an amended one, with its new value)
     where.instants("time", query.time, query.time_excluded)
     return where
 

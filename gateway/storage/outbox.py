@@ -6,6 +6,12 @@ claims due rows (TimescaleDB: ``FOR UPDATE SKIP LOCKED``, so workers in several 
 hold the same row) and leases them until ``next_attempt_at``: a worker that dies leaves its rows
 to be claimed again once the lease runs out. The ledger: stored = pushed (done) + dead-lettered
 (dead) + pending.
+
+A row is a ``create`` (a newly stored reading: at most one per reading and destination) or an
+``update`` (a correction of a reading the destination already had a row for: one per correction).
+Either way the worker sends the stored Observation as it is when the row is claimed, so the
+order in which rows are sent does not matter. Consent (:mod:`gateway.storage.consent`) is checked
+when a row is queued and again when it is claimed.
 """
 
 from __future__ import annotations
@@ -16,17 +22,29 @@ from datetime import datetime
 from typing import Literal
 
 from device_adapters.readings import require_aware
+from gateway.storage.consent import ConsentMode
 
 OutboxStatus = Literal["pending", "done", "dead"]
+GONE_ERROR = "gone: the reading is no longer stored (raw retention removed it before it was pushed)"
+"""``last_error`` of a row whose reading was deleted before a worker claimed it (it ends dead)."""
+OutboxAction = Literal["create", "update"]
+"""create: send the reading as a conditional create; update: send it again as a conditional update (a correction)."""
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    """A reading to push to one destination; written only if the batch stores the reading for the first time."""
+    """A reading to push to one destination.
+
+    Written only if the batch stores the reading for the first time and the patient's consent
+    for the destination allows it (``consent``: the destination's rule while the patient has
+    decided nothing).
+    """
 
     reading_key: str
     time: datetime
     destination: str
+    patient_id: str
+    consent: ConsentMode = "implied"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +58,8 @@ class OutboxItem:
     attempts: int
     """Claims so far, this one included."""
     resource: str
+    """The stored Observation as it is now (a corrected reading's latest version)."""
+    action: OutboxAction
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from device_adapters.readings import require_aware
 from gateway.storage.alerts import AlertStore
+from gateway.storage.consent import ConsentMode, ConsentRecord, ConsentStatus
+from gateway.storage.corrections import CorrectionOutcome, ObservationStatus, Reviser
 from gateway.storage.outbox import DeadLetter, OutboxBacklog, OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 
 if TYPE_CHECKING:
@@ -305,6 +307,8 @@ class ExportRow:
     unit: str
     device_resource_id: uuid.UUID
     resource: str
+    status: ObservationStatus = "final"
+    """The reading's FHIR status: ``amended`` or ``entered-in-error`` after a correction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,8 +528,15 @@ class ObservationStore(Protocol):
 
     # -- the push outbox (gateway/storage/outbox.py) ---------------------------------------------
 
-    async def claim_outbox(self, destination: str, limit: int, now: datetime, lease: timedelta) -> list[OutboxItem]:
-        """Due rows of ``destination``, leased until ``now + lease`` (no two workers hold one row)."""
+    async def claim_outbox(
+        self, destination: str, limit: int, now: datetime, lease: timedelta, *, consent: ConsentMode
+    ) -> list[OutboxItem]:
+        """Due rows of ``destination``, leased until ``now + lease`` (no two workers hold one row).
+
+        ``consent`` is the destination's rule (``DestinationSettings.consent``). A due row whose
+        patient's consent no longer allows the destination, or whose reading is gone, is not
+        returned: it ends ``dead`` with ``last_error`` saying why (``consent: …``, ``gone: …``).
+        """
         ...
 
     async def finish_outbox(self, outcomes: Sequence[tuple[int, OutboxOutcome]], now: datetime) -> None:
@@ -547,6 +558,35 @@ class ObservationStore(Protocol):
     @property
     def alerts(self) -> AlertStore:
         """Alerts and per-patient alert rules (gateway/storage/alerts.py)."""
+        ...
+
+    # -- consent and corrections (gateway/storage/consent.py, corrections.py) --------------------
+
+    async def set_consent(
+        self, patient_id: str, destination: str, status: ConsentStatus, recorded_by: str, now: datetime
+    ) -> ConsentRecord:
+        """Record a patient's decision for a destination, with a history row; the decision in force is kept as is.
+
+        Raises :class:`NotFoundError` for an unknown patient.
+        """
+        ...
+
+    async def consents(self, patient_id: str) -> list[ConsentRecord]:
+        """The decisions in force for the patient, by destination (destinations nobody decided for are absent)."""
+        ...
+
+    async def consent_history(self, patient_id: str) -> list[ConsentRecord]:
+        """Every change of the patient's decisions, oldest first."""
+        ...
+
+    async def correct_observation(
+        self, reading_key: uuid.UUID, revise: Reviser, destinations: Mapping[str, ConsentMode], now: datetime
+    ) -> CorrectionOutcome | None:
+        """Correct a stored reading in one transaction (None: no such reading); see :mod:`gateway.storage.corrections`.
+
+        ``destinations`` are the configured ones with their consent rule: each that already has an
+        outbox row for the reading, and whose consent allows it now, gets an ``update`` row.
+        """
         ...
 
 

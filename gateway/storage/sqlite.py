@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from device_adapters.errors import RegistryError, StorageError, StorageUnavailableError
-from gateway.storage import sqlite_access, sqlite_outbox, sqlite_vitals
+from gateway.storage import sqlite_access, sqlite_consent, sqlite_outbox, sqlite_vitals
+from gateway.storage.consent import ConsentMode, ConsentRecord, ConsentStatus
+from gateway.storage.corrections import CorrectionOutcome, Reviser
 from gateway.storage.filters import (
     DEVICE_COLUMNS,
     Dialect,
@@ -531,8 +533,10 @@ class SqliteStore:
 
     # -- the push outbox ---------------------------------------------------------------------------
 
-    async def claim_outbox(self, destination: str, limit: int, now: datetime, lease: timedelta) -> list[OutboxItem]:
-        return await self._write(sqlite_outbox.claim, destination, limit, now, lease)
+    async def claim_outbox(
+        self, destination: str, limit: int, now: datetime, lease: timedelta, *, consent: ConsentMode
+    ) -> list[OutboxItem]:
+        return await self._write(sqlite_outbox.claim, destination, limit, now, lease, consent=consent)
 
     async def finish_outbox(self, outcomes: Sequence[tuple[int, OutboxOutcome]], now: datetime) -> None:
         return await self._write(sqlite_outbox.finish, outcomes, now)
@@ -548,6 +552,24 @@ class SqliteStore:
 
     async def replay_dead_letters(self, ids: Sequence[int] | None, destination: str | None, now: datetime) -> int:
         return await self._write(sqlite_outbox.replay, ids, destination, now)
+
+    # -- consent and corrections (SQL in sqlite_consent) ------------------------------------------
+
+    async def set_consent(
+        self, patient_id: str, destination: str, status: ConsentStatus, recorded_by: str, now: datetime
+    ) -> ConsentRecord:
+        return await self._write(sqlite_consent.set_consent, patient_id, destination, status, recorded_by=recorded_by, now=now)
+
+    async def consents(self, patient_id: str) -> list[ConsentRecord]:
+        return await self._read(sqlite_consent.consents, patient_id)
+
+    async def consent_history(self, patient_id: str) -> list[ConsentRecord]:
+        return await self._read(sqlite_consent.consent_history, patient_id)
+
+    async def correct_observation(
+        self, reading_key: uuid.UUID, revise: Reviser, destinations: Mapping[str, ConsentMode], now: datetime
+    ) -> CorrectionOutcome | None:
+        return await self._write(sqlite_consent.correct_observation, reading_key, revise, destinations, now)
 
 
 def _stored(row: sqlite3.Row) -> StoredObservation:

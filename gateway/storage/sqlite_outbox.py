@@ -7,43 +7,71 @@ import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
-from gateway.storage.outbox import DeadLetter, OutboxBacklog, OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
+from gateway.storage.consent import NOT_GRANTED_ERROR, REVOKED_ERROR, ConsentMode, allows, effective_sql
+from gateway.storage.outbox import GONE_ERROR, DeadLetter, OutboxBacklog, OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 from gateway.storage.sqlite_time import instant, micros, required_instant
+
+_ENQUEUE = (
+    "INSERT INTO outbox (reading_key, time, destination, next_attempt_at, created_at, updated_at) "  # noqa: S608 - constant text
+    "SELECT ?, ?, ?, ?, ?, ? "
+    f"WHERE {effective_sql('(SELECT status FROM consents WHERE patient_id = ? AND destination = ?)', '?')} "
+    "ON CONFLICT DO NOTHING"
+)
 
 
 def enqueue(connection: sqlite3.Connection, entries: Sequence[OutboxEntry], inserted: Collection[str], now: datetime) -> None:
+    """Outbox rows for the readings this transaction stored for the first time, where consent allows."""
     stamp = micros(now)
     connection.executemany(
-        "INSERT INTO outbox (reading_key, time, destination, next_attempt_at, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        [(e.reading_key, micros(e.time), e.destination, stamp, stamp, stamp) for e in entries if e.reading_key in inserted],
+        _ENQUEUE,
+        [
+            (e.reading_key, micros(e.time), e.destination, stamp, stamp, stamp, e.patient_id, e.destination, e.consent)
+            for e in entries
+            if e.reading_key in inserted
+        ],
     )
 
 
-def claim(connection: sqlite3.Connection, destination: str, limit: int, now: datetime, lease: timedelta) -> list[OutboxItem]:
-    rows = connection.execute(
-        "UPDATE outbox SET next_attempt_at = ?, attempts = attempts + 1, updated_at = ? WHERE id IN ("
-        "SELECT id FROM outbox WHERE destination = ? AND status = 'pending' AND next_attempt_at <= ? "
-        "ORDER BY next_attempt_at LIMIT ?) RETURNING id, destination, reading_key, time, attempts",
-        (micros(now + lease), micros(now), destination, micros(now), limit),
+def claim(
+    connection: sqlite3.Connection, destination: str, limit: int, now: datetime, lease: timedelta, *, consent: ConsentMode
+) -> list[OutboxItem]:
+    """Due rows leased to the caller; those whose reading is gone or whose consent forbids the destination end dead."""
+    due = connection.execute(
+        "SELECT o.id, o.destination, o.reading_key, o.time, o.attempts, o.action, ob.resource, ob.reading_key IS NOT NULL "
+        "AS stored, c.status AS decided FROM outbox o "
+        "LEFT JOIN observations ob ON ob.reading_key = o.reading_key AND ob.time = o.time "
+        "LEFT JOIN consents c ON c.patient_id = ob.patient_id AND c.destination = o.destination "
+        "WHERE o.destination = ? AND o.status = 'pending' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at LIMIT ?",
+        (destination, micros(now), limit),
     ).fetchall()
-    items = []
-    for row in sorted(rows, key=lambda row: row["id"]):
-        resource = connection.execute(
-            "SELECT resource FROM observations WHERE reading_key = ? AND time = ?", (row["reading_key"], row["time"])
-        ).fetchone()
-        if resource is not None:
+    refused: list[tuple[str, int]] = []
+    items: list[OutboxItem] = []
+    for row in due:
+        if not row["stored"]:
+            refused.append((GONE_ERROR, row["id"]))
+        elif not allows(row["decided"], consent):
+            refused.append((NOT_GRANTED_ERROR if row["decided"] is None else REVOKED_ERROR, row["id"]))
+        else:
             items.append(
                 OutboxItem(
                     row["id"],
                     row["destination"],
                     uuid.UUID(row["reading_key"]),
                     required_instant(row["time"]),
-                    row["attempts"],
-                    resource["resource"],
+                    row["attempts"] + 1,
+                    row["resource"],
+                    row["action"],
                 )
             )
-    return items
+    connection.executemany(
+        "UPDATE outbox SET status = 'dead', last_error = ?, updated_at = ? WHERE id = ?",
+        [(error, micros(now), row_id) for error, row_id in refused],
+    )
+    connection.executemany(
+        "UPDATE outbox SET next_attempt_at = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?",
+        [(micros(now + lease), micros(now), item.id) for item in items],
+    )
+    return sorted(items, key=lambda item: item.id)
 
 
 def finish(connection: sqlite3.Connection, outcomes: Sequence[tuple[int, OutboxOutcome]], now: datetime) -> None:

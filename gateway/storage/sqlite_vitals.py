@@ -23,6 +23,7 @@ _VITALS = """
 WITH b AS (
     SELECT time / :width AS n, unit, CAST(value AS REAL) AS v, time FROM observations
     WHERE patient_id = :patient AND kind = :kind AND time >= :start AND time < :end AND value IS NOT NULL
+          AND status <> 'entered-in-error'
 )
 SELECT n * :width AS start, unit, count(*) AS count, min(v) AS min, max(v) AS max, avg(v) AS mean,
        (SELECT l.v FROM b AS l WHERE l.n = b.n AND l.unit = b.unit ORDER BY l.time DESC LIMIT 1) AS last,
@@ -30,16 +31,19 @@ SELECT n * :width AS start, unit, count(*) AS count, min(v) AS min, max(v) AS ma
 FROM b GROUP BY n, unit ORDER BY n, unit
 """
 
-# Recompute one touched bucket whole from its raw rows (late arrivals included).
+# Recompute one touched bucket whole from its raw rows (late arrivals included): its old rollup
+# rows go first, so a unit left without a reading that counts (entered in error) has none.
+_CLEAR_BUCKET = "DELETE FROM observation_rollups_hourly WHERE patient_id = :patient AND kind = :kind AND bucket = :bucket"
 _UPSERT_BUCKET = """
 INSERT INTO observation_rollups_hourly (patient_id, kind, unit, bucket, count, min, max, sum, last_value, last_time)
 SELECT patient_id, kind, unit, :bucket, count(*), min(CAST(value AS REAL)), max(CAST(value AS REAL)), sum(CAST(value AS REAL)),
        (SELECT CAST(l.value AS REAL) FROM observations AS l
         WHERE l.patient_id = o.patient_id AND l.kind = o.kind AND l.unit = o.unit AND l.time >= :bucket AND l.time < :end
-              AND l.value IS NOT NULL ORDER BY l.time DESC LIMIT 1),
+              AND l.value IS NOT NULL AND l.status <> 'entered-in-error' ORDER BY l.time DESC LIMIT 1),
        max(time)
 FROM observations AS o
 WHERE patient_id = :patient AND kind = :kind AND time >= :bucket AND time < :end AND value IS NOT NULL
+      AND status <> 'entered-in-error'
 GROUP BY patient_id, kind, unit
 ON CONFLICT (patient_id, kind, bucket, unit) DO UPDATE SET
     count = excluded.count, min = excluded.min, max = excluded.max, sum = excluded.sum,
@@ -73,7 +77,7 @@ def export_page(connection: sqlite3.Connection, query: ExportQuery) -> list[Expo
         clauses.append("(time, reading_key) > (?, ?)")
         args.extend([micros(query.after[0]), str(query.after[1])])
     sql = (
-        "SELECT reading_key, time, kind, code, value, unit, device_resource_id, resource FROM observations "  # noqa: S608 - placeholders only
+        "SELECT reading_key, time, kind, code, value, unit, device_resource_id, resource, status FROM observations "  # noqa: S608 - placeholders only
         f"WHERE {' AND '.join(clauses)} ORDER BY time, reading_key LIMIT ?"
     )
     rows = connection.execute(sql, [*args, query.count]).fetchall()
@@ -87,6 +91,7 @@ def export_page(connection: sqlite3.Connection, query: ExportQuery) -> list[Expo
             row["unit"],
             uuid.UUID(row["device_resource_id"]),
             row["resource"],
+            row["status"],
         )
         for row in rows
     ]
@@ -119,6 +124,7 @@ def refresh_rollups(connection: sqlite3.Connection, work: MaintenancePass) -> in
         cutoff = work.retention.before(kind)
         if cutoff is None or bucket >= micros(cutoff) or not _has_rollup(connection, patient_id, kind, bucket):
             refresh.append({"patient": patient_id, "kind": kind, "bucket": bucket, "end": bucket + _HOUR})
+    connection.executemany(_CLEAR_BUCKET, [{key: item[key] for key in ("patient", "kind", "bucket")} for item in refresh])
     connection.executemany(_UPSERT_BUCKET, refresh)
     connection.execute(
         "INSERT INTO maintenance_state (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -145,5 +151,10 @@ def delete_expired(
     cursor = connection.execute(
         f"DELETE FROM observations WHERE rowid IN ({expired})",  # noqa: S608 - placeholders only
         (*named, micros(before), limit),
+    )
+    # What corrected readings said before goes with them.
+    connection.execute(
+        f"DELETE FROM observation_corrections WHERE kind {test} ({marks}) AND time < ?",  # noqa: S608 - placeholders only
+        (*named, micros(before)),
     )
     return cursor.rowcount

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Self
 import asyncpg
 
 from device_adapters.errors import RegistryError, StorageError, StorageUnavailableError
-from gateway.storage import timescale_access, timescale_outbox, timescale_vitals
+from gateway.storage import timescale_access, timescale_consent, timescale_outbox, timescale_vitals
+from gateway.storage.consent import ConsentMode, ConsentRecord, ConsentStatus
+from gateway.storage.corrections import CorrectionOutcome, Reviser
 from gateway.storage.filters import (
     DEVICE_COLUMNS,
     Dialect,
@@ -504,9 +506,11 @@ class TimescaleStore:
 
     # -- the push outbox ---------------------------------------------------------------------------
 
-    async def claim_outbox(self, destination: str, limit: int, now: datetime, lease: timedelta) -> list[OutboxItem]:
+    async def claim_outbox(
+        self, destination: str, limit: int, now: datetime, lease: timedelta, *, consent: ConsentMode
+    ) -> list[OutboxItem]:
         async with _translated("claim outbox rows"):
-            return await timescale_outbox.claim(self._pool, destination, limit, now, lease)
+            return await timescale_outbox.claim(self._pool, destination, limit, now, lease, consent=consent)
 
     async def finish_outbox(self, outcomes: Sequence[tuple[int, OutboxOutcome]], now: datetime) -> None:
         async with _translated("finish outbox rows"):
@@ -527,3 +531,27 @@ class TimescaleStore:
     async def replay_dead_letters(self, ids: Sequence[int] | None, destination: str | None, now: datetime) -> int:
         async with _translated("replay dead letters"):
             return await timescale_outbox.replay(self._pool, ids, destination, now)
+
+    # -- consent and corrections (SQL in timescale_consent) ---------------------------------------
+
+    async def set_consent(
+        self, patient_id: str, destination: str, status: ConsentStatus, recorded_by: str, now: datetime
+    ) -> ConsentRecord:
+        async with _translated("record a consent"):
+            return await timescale_consent.set_consent(
+                self._pool, patient_id, destination, status, recorded_by=recorded_by, now=now
+            )
+
+    async def consents(self, patient_id: str) -> list[ConsentRecord]:
+        async with _translated("read consents"):
+            return await timescale_consent.consents(self._pool, patient_id)
+
+    async def consent_history(self, patient_id: str) -> list[ConsentRecord]:
+        async with _translated("read the consent history"):
+            return await timescale_consent.consent_history(self._pool, patient_id)
+
+    async def correct_observation(
+        self, reading_key: uuid.UUID, revise: Reviser, destinations: Mapping[str, ConsentMode], now: datetime
+    ) -> CorrectionOutcome | None:
+        async with _translated("correct an observation"):
+            return await timescale_consent.correct_observation(self._pool, reading_key, revise, destinations, now)

@@ -8,36 +8,72 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from gateway.storage.outbox import DeadLetter, OutboxBacklog, OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
+from gateway.storage.consent import NOT_GRANTED_ERROR, REVOKED_ERROR, ConsentMode, effective_sql
+from gateway.storage.outbox import GONE_ERROR, DeadLetter, OutboxBacklog, OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
-_CLAIM = """
-UPDATE outbox o SET next_attempt_at = $3, attempts = o.attempts + 1, updated_at = $2
-FROM (
-    SELECT id FROM outbox WHERE destination = $1 AND status = 'pending' AND next_attempt_at <= $2
+_ALLOWED = effective_sql("c.status", "$5")
+
+# Due rows are locked (SKIP LOCKED: another worker's are passed over) and judged: a row whose
+# reading is gone (retention) or whose patient's consent now forbids the destination ends dead
+# (its last_error says why) and is not handed out; the rest are leased. Both UPDATEs run to
+# completion whether or not the statement reads their output.
+_CLAIM = f"""
+WITH due AS (
+    SELECT id, reading_key, time FROM outbox WHERE destination = $1 AND status = 'pending' AND next_attempt_at <= $2
     ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED
-) due, observations ob
-WHERE o.id = due.id AND ob.reading_key = o.reading_key AND ob.time = o.time
-RETURNING o.id, o.destination, o.reading_key, o.time, o.attempts, ob.resource::text AS resource
-"""
+), judged AS (
+    SELECT due.id, ob.reading_key IS NOT NULL AS stored, c.status AS decided, {_ALLOWED} AS allowed
+    FROM due
+    LEFT JOIN observations ob ON ob.reading_key = due.reading_key AND ob.time = due.time
+    LEFT JOIN consents c ON c.patient_id = ob.patient_id AND c.destination = $1
+), refused AS (
+    UPDATE outbox o SET status = 'dead', updated_at = $2,
+        last_error = CASE WHEN NOT j.stored THEN $6 WHEN j.decided IS NULL THEN $7 ELSE $8 END
+    FROM judged j WHERE o.id = j.id AND NOT (j.stored AND j.allowed)
+)
+UPDATE outbox o SET next_attempt_at = $3, attempts = o.attempts + 1, updated_at = $2
+FROM judged j, observations ob
+WHERE o.id = j.id AND j.stored AND j.allowed AND ob.reading_key = o.reading_key AND ob.time = o.time
+RETURNING o.id, o.destination, o.reading_key, o.time, o.attempts, ob.resource::text AS resource, o.action
+"""  # noqa: S608 - constant text
+
+_ENQUEUE = f"""
+INSERT INTO outbox (reading_key, time, destination, next_attempt_at, created_at, updated_at)
+SELECT e.reading_key, e.time, e.destination, $6, $6, $6
+FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[])
+    AS e (reading_key, time, destination, patient_id, mode)
+LEFT JOIN consents c ON c.patient_id = e.patient_id AND c.destination = e.destination
+WHERE {effective_sql("c.status", "e.mode")}
+ON CONFLICT DO NOTHING
+"""  # noqa: S608 - constant text
 
 
 async def enqueue(connection: Connection, entries: Sequence[OutboxEntry], inserted: Collection[str], now: datetime) -> None:
-    """Outbox rows for the readings this transaction stored for the first time."""
-    rows = [(uuid.UUID(e.reading_key), e.time, e.destination, now) for e in entries if e.reading_key in inserted]
+    """Outbox rows for the readings this transaction stored for the first time, where consent allows."""
+    rows = [e for e in entries if e.reading_key in inserted]
     if rows:
-        await connection.executemany(
-            "INSERT INTO outbox (reading_key, time, destination, next_attempt_at, created_at, updated_at) "
-            "VALUES ($1, $2, $3, $4, $4, $4) ON CONFLICT DO NOTHING",
-            rows,
+        await connection.execute(
+            _ENQUEUE,
+            [uuid.UUID(e.reading_key) for e in rows],
+            [e.time for e in rows],
+            [e.destination for e in rows],
+            [e.patient_id for e in rows],
+            [e.consent for e in rows],
+            now,
         )
 
 
-async def claim(pool: asyncpg.Pool, destination: str, limit: int, now: datetime, lease: timedelta) -> list[OutboxItem]:
-    rows = await pool.fetch(_CLAIM, destination, now, now + lease, limit)
+async def claim(
+    pool: asyncpg.Pool, destination: str, limit: int, now: datetime, lease: timedelta, *, consent: ConsentMode
+) -> list[OutboxItem]:
+    errors = (GONE_ERROR, NOT_GRANTED_ERROR, REVOKED_ERROR)
+    rows = await pool.fetch(_CLAIM, destination, now, now + lease, limit, consent, *errors)
     items = [
-        OutboxItem(row["id"], row["destination"], row["reading_key"], row["time"], row["attempts"], row["resource"])
+        OutboxItem(
+            row["id"], row["destination"], row["reading_key"], row["time"], row["attempts"], row["resource"], row["action"]
+        )
         for row in rows
     ]
     return sorted(items, key=lambda item: item.id)

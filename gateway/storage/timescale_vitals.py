@@ -34,22 +34,33 @@ SELECT time_bucket($5::interval, time, $6::timestamptz) AS start, unit, count(*)
        min(value)::float8 AS min, max(value)::float8 AS max, avg(value)::float8 AS mean,
        last(value, time)::float8 AS last, max(time) AS last_time
 FROM observations
-WHERE patient_id = $1 AND kind = $2 AND time >= $3 AND time < $4 AND value IS NOT NULL
+WHERE patient_id = $1 AND kind = $2 AND time >= $3 AND time < $4 AND value IS NOT NULL AND status <> 'entered-in-error'
 GROUP BY 1, 2 ORDER BY 1, 2
 """
+
+
+def _touched(only: str = "") -> str:
+    """The kinds' cutoffs and the buckets with a row received in ``($1, $5]`` (and ``only``)."""
+    return f"""
+WITH cutoffs AS (
+    SELECT kind, before FROM unnest($2::text[], $3::timestamptz[]) AS c (kind, before)
+), touched AS (
+    SELECT DISTINCT patient_id, kind, time_bucket('1 hour', time) AS bucket
+    FROM observations WHERE received_at > $1 AND received_at <= $5 AND value IS NOT NULL{only}
+)"""  # noqa: S608 - constant text
+
+
+_KIND_CUTOFF = (
+    "COALESCE(CASE WHEN t.kind IN (SELECT kind FROM cutoffs) THEN (SELECT before FROM cutoffs c WHERE c.kind = t.kind) "
+    "ELSE $4 END, '-infinity')"
+)
 
 # Buckets with a row received since the watermark are recomputed whole from their raw rows, so
 # a late or out-of-order arrival gives the same rollup as if it had come in order. A bucket
 # older than its kind's retention cutoff that already has a rollup is left alone: its raw rows
 # were dropped, and recomputing from a late straggler would overwrite a complete rollup with a
 # partial one (the straggler, older than retention, is dropped with the rest).
-_REFRESH_ROLLUPS = """
-WITH cutoffs AS (
-    SELECT kind, before FROM unnest($2::text[], $3::timestamptz[]) AS c (kind, before)
-), touched AS (
-    SELECT DISTINCT patient_id, kind, time_bucket('1 hour', time) AS bucket
-    FROM observations WHERE received_at > $1 AND received_at <= $5 AND value IS NOT NULL
-)
+_REFRESH_ROLLUPS = f"""{_touched()}
 INSERT INTO observation_rollups_hourly AS r
     (patient_id, kind, unit, bucket, count, min, max, sum, last_value, last_time, updated_at)
 SELECT t.patient_id, t.kind, a.unit, t.bucket, a.count, a.min, a.max, a.sum, a.last_value, a.last_time, now()
@@ -61,18 +72,28 @@ CROSS JOIN LATERAL (
            last(o.value, o.time) AS last_value, max(o.time) AS last_time
     FROM observations o
     WHERE o.patient_id = t.patient_id AND o.kind = t.kind AND o.time >= t.bucket AND o.time < t.bucket + interval '1 hour'
-          AND o.value IS NOT NULL
+          AND o.value IS NOT NULL AND o.status <> 'entered-in-error'
     GROUP BY o.unit
 ) AS a
-WHERE t.bucket >= COALESCE(
-        CASE WHEN t.kind IN (SELECT kind FROM cutoffs) THEN (SELECT before FROM cutoffs c WHERE c.kind = t.kind) ELSE $4 END,
-        '-infinity')
+WHERE t.bucket >= {_KIND_CUTOFF}
     OR NOT EXISTS (SELECT 1 FROM observation_rollups_hourly e
                    WHERE e.patient_id = t.patient_id AND e.kind = t.kind AND e.bucket = t.bucket)
 ON CONFLICT (patient_id, kind, bucket, unit) DO UPDATE SET
     count = EXCLUDED.count, min = EXCLUDED.min, max = EXCLUDED.max, sum = EXCLUDED.sum,
     last_value = EXCLUDED.last_value, last_time = EXCLUDED.last_time, updated_at = EXCLUDED.updated_at
-"""
+"""  # noqa: S608 - constant text
+
+# A bucket left without a reading that counts in some unit (all marked entered in error) loses
+# that unit's rollup; only buckets with a reading marked since the watermark can. Buckets past
+# their kind's retention cutoff keep theirs: their raw rows may be gone.
+_DELETE_EMPTIED = f"""{_touched(" AND status = 'entered-in-error'")}
+DELETE FROM observation_rollups_hourly r USING touched t
+WHERE r.patient_id = t.patient_id AND r.kind = t.kind AND r.bucket = t.bucket AND t.bucket >= {_KIND_CUTOFF}
+    AND NOT EXISTS (SELECT 1 FROM observations o
+                    WHERE o.patient_id = r.patient_id AND o.kind = r.kind AND o.unit = r.unit AND o.time >= r.bucket
+                          AND o.time < r.bucket + interval '1 hour' AND o.value IS NOT NULL
+                          AND o.status <> 'entered-in-error')
+"""  # noqa: S608 - constant text
 
 _SET_WATERMARK = (
     "INSERT INTO maintenance_state (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
@@ -115,7 +136,7 @@ async def export_page(pool: asyncpg.Pool, query: ExportQuery) -> list[ExportRow]
         clauses.append(f"(time, reading_key) > (${len(args) - 1}, ${len(args)})")
     args.append(query.count)
     sql = (
-        "SELECT reading_key, time, kind, code, value, unit, device_resource_id, resource::text AS resource "  # noqa: S608 - built from constants, values are bound
+        "SELECT reading_key, time, kind, code, value, unit, device_resource_id, resource::text AS resource, status "  # noqa: S608 - built from constants, values are bound
         f"FROM observations WHERE {' AND '.join(clauses)} ORDER BY time, reading_key LIMIT ${len(args)}"
     )
     return [ExportRow(**dict(row)) for row in await pool.fetch(sql, *args)]
@@ -157,9 +178,10 @@ async def _refresh_rollups(connection: Connection, plan: RetentionPlan, now: dat
     while True:
         upper = min(since + ROLLUP_SLICE, now)
         async with connection.transaction():
+            emptied = await connection.execute(_DELETE_EMPTIED, since, kinds, cutoffs, plan.default_before, upper)
             status = await connection.execute(_REFRESH_ROLLUPS, since, kinds, cutoffs, plan.default_before, upper)
             await connection.execute(_SET_WATERMARK, _WATERMARK, upper)
-        refreshed += int(status.rsplit(" ", 1)[1])
+        refreshed += int(status.rsplit(" ", 1)[1]) + int(emptied.rsplit(" ", 1)[1])
         if upper >= now:
             return refreshed
         since = upper
@@ -185,4 +207,11 @@ async def _apply_retention(connection: Connection, plan: RetentionPlan, batch_ro
             deleted += count
             if count < batch_rows:
                 break
+        # What corrected readings said before goes with them (corrections are few: one statement).
+        test = "<> ALL" if kinds is None else "= ANY"
+        await connection.execute(
+            f"DELETE FROM observation_corrections WHERE kind {test}($1::text[]) AND time < $2",  # noqa: S608 - constant text
+            named,
+            before,
+        )
     return dropped, deleted
