@@ -36,6 +36,7 @@ from gateway.api.pairing import router as pairing_router
 from gateway.api.registry import router as registry_router
 from gateway.api.vitals import router as vitals_router
 from gateway.auth.service import build_authenticator
+from gateway.dashboard import install_dashboard
 from gateway.events import EventBus
 from gateway.maintenance import check_retention, maintenance_loop
 from gateway.pipeline import IngestPipeline, MqttFrameDecoder, decoders_for, mapper_for, mqtt_topic_filters
@@ -115,6 +116,7 @@ def create_app(
     app = FastAPI(title="PulseBridge", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     install_audit_trail(app)
+    install_dashboard(app, settings.dashboard)
     install_url_guard(app)
     app.include_router(audit_router)
     app.include_router(fhir_router)

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from device_adapters.readings import require_aware
+from gateway.storage.dashboard_port import DashboardStore
 from gateway.storage.outbox import OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 
 if TYPE_CHECKING:
@@ -391,7 +392,7 @@ class MaintenanceReport:
     chunks_dropped: int = 0
 
 
-class ObservationStore(Protocol):
+class ObservationStore(DashboardStore, Protocol):
     """Registry, observations and quarantine; every write is one transaction."""
 
     async def migrate(self) -> None: ...
