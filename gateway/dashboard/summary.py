@@ -98,7 +98,9 @@ async def _summary(rt: Runtime, patient: PatientRecord, observations: PatientAcc
     wanted = frozenset(CATALOGUE) if kinds is None else kinds
     latest = await rt.store.last_observations(LastNQuery(patient.id, wanted)) if wanted else []
     vitals = [vital for row in latest if (vital := vital_json(orjson.loads(row.resource))) and vital["kind"] != BATTERY_KIND]
-    since = now - timedelta(days=rt.settings.dashboard.adherence_days)
+    # Whole UTC days: today and the 29 before it, so a 30-day window never counts 31 days.
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    since = today - timedelta(days=rt.settings.dashboard.adherence_days - 1)
     reached = observations.reaches(patient.id) and kinds is None  # adherence and batteries read every kind
     activity = await rt.store.patient_activity(ActivityQuery(patient.id, since)) if reached else None
     by_device = {entry.device_resource_id: entry for entry in activity.devices} if activity else {}
