@@ -242,7 +242,10 @@ class DashboardSettings(_Section):
     session_idle_minutes: int = Field(
         default=15, ge=1, le=15, description="a session ends after this long without a request (HIPAA automatic logoff)"
     )
-    login_attempts: int = Field(default=5, ge=1, le=100, description="failed sign-ins per account and per address in 10 minutes")
+    login_attempts: int = Field(default=5, ge=1, le=100, description="failed sign-ins per account in 10 minutes")
+    login_attempts_per_address: int = Field(
+        default=20, ge=1, le=10_000, description="failed sign-ins per source address in 10 minutes (a clinic shares one)"
+    )
     stream_seconds: int = Field(
         default=300,
         ge=5,

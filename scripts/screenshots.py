@@ -30,7 +30,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pulsebridge-shots-") as folder:
         log = Path(folder) / "demo.log"
         with log.open("wb") as output:
-            demo = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            demo = subprocess.Popen(
                 [sys.executable, "-m", "gateway", "demo", "--port", str(port), "--history-days", "30", "--interval", "5",
                  "--data-dir", folder, "--password-stdin"],
                 stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -63,7 +63,7 @@ def _capture(base: str, password: str) -> None:
         page.wait_for_timeout(500)
         page.screenshot(path=str(ROOT / "docs" / "dashboard-patient.png"), full_page=True)
         browser.close()
-    print("wrote docs/dashboard-patients.png and docs/dashboard-patient.png")  # noqa: T201 - a script for people
+    print("wrote docs/dashboard-patients.png and docs/dashboard-patient.png")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ async def test_passwords_are_set_replaced_and_need_an_account(store: Observation
     assert await store.account_password("nobody") is None
 
 
-async def _write(store: ObservationStore, patient: str, device: uuid.UUID, kind: str, value: str, unit: str, at: datetime) -> None:
+async def _write(
+    store: ObservationStore, patient: str, *, device: uuid.UUID, kind: str, value: str, unit: str, at: datetime
+) -> None:
     reading = Reading(f"dev-{device.int}", kind, at, quantity=Quantity(Decimal(value), unit))
     await store.write_batch([map_reading(reading, Attribution(patient, device, f"dev-{device.int}"), at, source="mqtt")], [])
 
@@ -40,12 +42,18 @@ async def test_activity_is_the_latest_reading_per_device_the_latest_battery_and_
     since = datetime(2026, 11, 1, tzinfo=UTC)
     days = [datetime(2026, 11, d, h, tzinfo=UTC) for d, h in ((2, 8), (2, 23), (5, 0), (29, 23))]
     for at in days:  # four readings on three UTC days
-        await _write(store, "ada", WATCH, "heart_rate", "70", "/min", at)
-    await _write(store, "ada", CUFF, "pulse_rate", "66", "/min", datetime(2026, 11, 10, 7, tzinfo=UTC))
-    await _write(store, "ada", WATCH, "battery_level", "80", "%", datetime(2026, 11, 20, tzinfo=UTC))
-    await _write(store, "ada", WATCH, "battery_level", "41", "%", datetime(2026, 11, 30, 6, tzinfo=UTC))  # battery: not a day with data
-    await _write(store, "ada", WATCH, "heart_rate", "70", "/min", since - timedelta(seconds=1))  # before the window
-    await _write(store, "bob", CUFF, "heart_rate", "90", "/min", datetime(2026, 11, 12, tzinfo=UTC))  # another patient
+        await _write(store, "ada", device=WATCH, kind="heart_rate", value="70", unit="/min", at=at)
+    await _write(store, "ada", device=CUFF, kind="pulse_rate", value="66", unit="/min", at=datetime(2026, 11, 10, 7, tzinfo=UTC))
+    await _write(store, "ada", device=WATCH, kind="battery_level", value="80", unit="%", at=datetime(2026, 11, 20, tzinfo=UTC))
+    await _write(
+        store, "ada", device=WATCH, kind="battery_level", value="41", unit="%", at=datetime(2026, 11, 30, 6, tzinfo=UTC)
+    )  # battery: not a day with data
+    await _write(
+        store, "ada", device=WATCH, kind="heart_rate", value="70", unit="/min", at=since - timedelta(seconds=1)
+    )  # before the window
+    await _write(
+        store, "bob", device=CUFF, kind="heart_rate", value="90", unit="/min", at=datetime(2026, 11, 12, tzinfo=UTC)
+    )  # another patient
 
     assert await store.patient_activity(ActivityQuery("ada", since)) == PatientActivity(
         "ada",

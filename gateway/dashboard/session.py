@@ -16,6 +16,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -47,9 +48,21 @@ class SignIn(BaseModel):
     password: str = Field(min_length=1, max_length=MAX_LENGTH)
 
 
-def _throttle(request: Request) -> AttemptThrottle:
-    throttle: AttemptThrottle = request.app.state.login_throttle
-    return throttle
+@dataclass(frozen=True, slots=True)
+class LoginThrottles:
+    """Failed sign-ins per account (guessing one password) and per address (trying many accounts)."""
+
+    accounts: AttemptThrottle
+    addresses: AttemptThrottle
+
+    def keys(self, request: Request, account: str) -> tuple[tuple[AttemptThrottle, str], ...]:
+        address = request.client.host if request.client else "unknown"
+        return ((self.accounts, account), (self.addresses, address))
+
+
+def _throttle(request: Request) -> LoginThrottles:
+    throttles: LoginThrottles = request.app.state.login_throttles
+    return throttles
 
 
 def _settings(request: Request) -> DashboardSettings:
@@ -57,7 +70,7 @@ def _settings(request: Request) -> DashboardSettings:
     return runtime.settings.dashboard
 
 
-ThrottleDep = Annotated[AttemptThrottle, Depends(_throttle)]
+ThrottleDep = Annotated[LoginThrottles, Depends(_throttle)]
 
 
 def set_session_cookie(response: Response, request: Request, token: str) -> None:
@@ -92,14 +105,14 @@ async def _check(rt: Runtime, sign_in: SignIn) -> Principal | None:
 @router.post("/session")
 async def sign_in(request: Request, rt: RuntimeDep, throttle: ThrottleDep, body: SignIn) -> Response:
     now = datetime.now(UTC)
-    keys = (f"account:{body.account}", f"address:{request.client.host if request.client else 'unknown'}")
-    waits = [wait for key in keys if (wait := throttle.retry_after(key, now)) is not None]
+    keys = throttle.keys(request, body.account)
+    waits = [wait for limiter, key in keys if (wait := limiter.retry_after(key, now)) is not None]
     if waits:
         raise ThrottledError("too many failed sign-ins: try again later", math.ceil(max(waits).total_seconds()))
     principal = await _check(rt, body)
     if principal is None:
-        for key in keys:
-            throttle.failed(key, now)
+        for limiter, key in keys:
+            limiter.failed(key, now)
         raise NotAuthenticatedError(WRONG)
     request.state.principal = principal  # the audit trail's agent is the account that signed in
     account = await rt.store.get_account(principal.subject)
@@ -123,7 +136,9 @@ async def sign_out(request: Request) -> Response:
 
 
 def install_session(app: FastAPI, settings: DashboardSettings) -> None:
-    app.state.login_throttle = AttemptThrottle(limit=settings.login_attempts)
+    app.state.login_throttles = LoginThrottles(
+        AttemptThrottle(limit=settings.login_attempts), AttemptThrottle(limit=settings.login_attempts_per_address)
+    )
     app.include_router(router)
 
     @app.middleware("http")
