@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from device_adapters.errors import ConfigError
+from edge_config.alert_settings import AlertSettings
 
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "defaults" / "gateway.yaml"
 
@@ -295,6 +296,7 @@ class GatewaySettings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     events: EventSettings = EventSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    alerts: AlertSettings = AlertSettings()
     destinations: list[DestinationSettings] = Field(
         default_factory=list, description="EHRs to push to: each new reading is queued once per destination that accepts it"
     )

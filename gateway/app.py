@@ -24,7 +24,10 @@ from device_adapters.readings import Delivery
 from edge_config import GatewaySettings
 from edge_config.mapping_templates import TemplateWatcher
 from gateway import __version__
+from gateway.alerts.service import alert_service
 from gateway.api.admin import router as admin_router
+from gateway.api.alerts import fhir_router as flags_router
+from gateway.api.alerts import router as alerts_router
 from gateway.api.audit_trail import install_audit_trail
 from gateway.api.audit_trail import router as audit_router
 from gateway.api.errors import install_error_handlers, install_url_guard
@@ -87,12 +90,14 @@ def create_app(
             )
             source = MqttSource(settings.mqtt, mqtt_topic_filters(settings, templates))
             jwks_http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
-            runtime = Runtime(settings, store, pipeline, source, build_authenticator(settings.auth, jwks_http), events)
+            alerts = await stack.enter_async_context(alert_service(settings.alerts, store, events))
+            runtime = Runtime(settings, store, pipeline, source, build_authenticator(settings.auth, jwks_http), events, alerts)
             app.state.runtime = runtime
             runtime.tasks.extend(
                 [
                     asyncio.create_task(pipeline.run(), name="ingest-pipeline"),
                     asyncio.create_task(_feed(source, pipeline), name="mqtt-source"),
+                    *alerts.start(),
                 ],
             )
             if settings.maintenance.enabled:
@@ -126,6 +131,8 @@ def create_app(
     app.include_router(vitals_router)
     app.include_router(pairing_router)
     app.include_router(inbox_router)
+    app.include_router(alerts_router)
+    app.include_router(flags_router)
     install_ingest(app, settings.ingest)
     return app
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from device_adapters.mqtt.source import MqttSource
 from edge_config import GatewaySettings
+from gateway.alerts.service import AlertService
 from gateway.auth.service import Authenticator
 from gateway.events import EventBus
 from gateway.pipeline import IngestPipeline
@@ -21,6 +22,7 @@ class Runtime:
     source: MqttSource
     auth: Authenticator
     events: EventBus
+    alerts: AlertService
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def stopped_tasks(self) -> list[str]:

@@ -17,7 +17,7 @@ from tests.services import ADMIN_DSN, SERVICES_HINT, mosquitto
 _TABLES = (
     "observations, quarantine, device_assignments, devices, patients, outbox, audit_events, observation_rollups_hourly, "
     "maintenance_state, accounts, care_teams, care_team_members, care_team_patients, caregiver_delegations, "
-    "patient_identifiers, device_user_slots, pairing_codes, device_credentials, account_passwords"
+    "patient_identifiers, device_user_slots, pairing_codes, device_credentials, alerts, alert_rules, account_passwords"
 )
 
 

@@ -62,6 +62,10 @@ _ACTIONS: Mapping[str, AuditAction] = {
     "ingest_senml": AuditAction.CREATE,
     "sign_in": AuditAction.LOGIN,
     "sign_out": AuditAction.LOGIN,
+    "search_alerts": AuditAction.SEARCH,
+    "search_flags": AuditAction.SEARCH,
+    "read_flag": AuditAction.READ,
+    "read_alert_rules": AuditAction.READ,
 }
 
 

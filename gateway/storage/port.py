@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from device_adapters.readings import require_aware
+from gateway.storage.alerts import AlertStore
 from gateway.storage.dashboard_port import DashboardStore
 from gateway.storage.outbox import OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 
@@ -531,6 +532,11 @@ class ObservationStore(DashboardStore, Protocol):
     async def finish_outbox(self, item_id: int, outcome: OutboxOutcome, now: datetime) -> None: ...
 
     async def outbox_status(self) -> list[OutboxCount]: ...
+
+    @property
+    def alerts(self) -> AlertStore:
+        """Alerts and per-patient alert rules (gateway/storage/alerts.py)."""
+        ...
 
 
 async def open_store(settings: DatabaseSettings) -> ObservationStore:

@@ -54,6 +54,7 @@ from gateway.storage.port import (
     WriteResult,
 )
 from gateway.storage.rows import OpenAssignment, device_entry, group_registrations, plan_assignment
+from gateway.storage.sqlite_alerts import SqliteAlerts
 from gateway.storage.sqlite_time import instant as _instant
 from gateway.storage.sqlite_time import micros as _micros
 from gateway.storage.sqlite_time import required_instant as _required_instant
@@ -139,6 +140,10 @@ class SqliteStore:
     async def close(self) -> None:
         async with self._lock:
             await asyncio.to_thread(self._connection.close)
+
+    @property
+    def alerts(self) -> SqliteAlerts:
+        return SqliteAlerts(self._read, self._write)
 
     async def ping(self) -> None:
         await self._run("ping", lambda connection: connection.execute("SELECT 1").fetchone())

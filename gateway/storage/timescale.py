@@ -55,6 +55,7 @@ from gateway.storage.port import (
     WriteResult,
 )
 from gateway.storage.rows import OpenAssignment, device_entry, group_registrations, plan_assignment
+from gateway.storage.timescale_alerts import TimescaleAlerts
 
 if TYPE_CHECKING:
     from edge_config import DatabaseSettings
@@ -139,6 +140,10 @@ class TimescaleStore:
 
     async def close(self) -> None:
         await self._pool.close()
+
+    @property
+    def alerts(self) -> TimescaleAlerts:
+        return TimescaleAlerts(self._pool, _translated)
 
     async def ping(self) -> None:
         async with _translated("ping"):

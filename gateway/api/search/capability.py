@@ -56,6 +56,14 @@ DEVICE = ResourceCapability(
         _P("_count", "number", "Page size (capped)."),
     ),
 )
-RESOURCES = (OBSERVATION, PATIENT, DEVICE)
+FLAG = ResourceCapability(
+    "Flag",
+    ("read", "search-type"),
+    (
+        _P("patient", "reference", "The patient (id or Patient/id); alerts of the care team's patients by default."),
+        _P("_count", "number", "Page size (capped at 1000), newest first."),
+    ),
+)
+RESOURCES = (OBSERVATION, PATIENT, DEVICE, FLAG)
 SYSTEM_INTERACTIONS = ("batch", "transaction")
 """POST /fhir: Bundles of Observations created by devices (HTTP ingest)."""
