@@ -25,7 +25,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 SESSION_SCOPES: Mapping[Role, str] = MappingProxyType(
     {
-        Role.PATIENT: "patient/Observation.rs patient/Patient.rs patient/Device.cruds patient/Flag.rus",
+        Role.PATIENT: "patient/Observation.rs patient/Patient.rs patient/Device.cruds patient/Flag.rs",
         Role.CAREGIVER: "user/Observation.rs user/Patient.rs user/Device.cruds user/Flag.rus",
         Role.PRACTITIONER: "user/Observation.rs user/Patient.rs user/Device.cruds user/Flag.rus",
         Role.ADMIN: "user/*.cruds",

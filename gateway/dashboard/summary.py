@@ -4,7 +4,9 @@
 - ``GET /api/v1/dashboard/patients/{id}`` — one; someone else's is a 404, like a missing one.
 
 Latest vitals come from the ``$lastn`` index probes (the kinds the token's scopes allow), each
-marked ``out_of_range`` against ``ranges.REFERENCE_RANGES`` or when the device flagged it.
+marked ``out_of_range`` when the device flagged it or when it is beyond a threshold of the
+patient's alert rules (their own, or the ``alerts.defaults``): the page highlights exactly what
+the alert engine watches, from one source. A kind without a threshold is never highlighted.
 Adherence is the remote-monitoring programmes' measure: distinct days with at least one
 reading in the last ``dashboard.adherence_days`` (30) days.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Annotated, Any
 
@@ -21,14 +24,15 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from device_adapters.jsonwire import dumps
+from edge_config.alert_settings import AlertRuleSet, ThresholdSettings
 from fhir_mapper.catalogue import CATALOGUE
+from gateway.alerts.engine import parse_rules
 from gateway.api.access import CallerDep, HiddenError, PatientAccess, patient_access, scope_kinds
 from gateway.api.errors import ERROR_RESPONSES
 from gateway.api.fhir import RuntimeDep
 from gateway.api.search.common import FHIR_ID
 from gateway.auth.scopes import Interaction
 from gateway.auth.tokens import Principal
-from gateway.dashboard.ranges import reference_range
 from gateway.runtime import Runtime
 from gateway.storage import DeviceQuery, LastNQuery, PatientQuery, PatientRecord
 from gateway.storage.dashboard_port import BATTERY_KIND, ActivityQuery
@@ -55,14 +59,22 @@ def _flagged(resource: Mapping[str, Any]) -> bool:
     )
 
 
-def _quantity(name: str, quantity: Mapping[str, Any]) -> tuple[dict[str, object], bool]:
-    value, unit = quantity.get("value"), str(quantity.get("code", ""))
-    bounds = reference_range(name, unit)
-    outside = isinstance(value, int | float) and bounds is not None and bounds.outside(float(value))
-    return {"value": value, "unit": unit, "display_unit": quantity.get("unit")}, outside
+def _outside(threshold: ThresholdSettings | None, value: object) -> bool:
+    if threshold is None or not isinstance(value, int | float):
+        return False
+    number = Decimal(str(value))
+    lows = [bound for bound in (threshold.low, threshold.critical_low) if bound is not None]
+    highs = [bound for bound in (threshold.high, threshold.critical_high) if bound is not None]
+    return any(number < bound for bound in lows) or any(number > bound for bound in highs)
 
 
-def vital_json(resource: Mapping[str, Any]) -> dict[str, object] | None:
+def _quantity(name: str, quantity: Mapping[str, Any], rules: AlertRuleSet) -> tuple[dict[str, object], bool]:
+    value = quantity.get("value")
+    outside = _outside(rules.thresholds.get(name), value)
+    return {"value": value, "unit": str(quantity.get("code", "")), "display_unit": quantity.get("unit")}, outside
+
+
+def vital_json(resource: Mapping[str, Any], rules: AlertRuleSet) -> dict[str, object] | None:
     """One latest reading as the page shows it; None for one of no catalogued kind."""
     kind = kind_of(resource)
     if kind is None:
@@ -72,7 +84,7 @@ def vital_json(resource: Mapping[str, Any]) -> dict[str, object] | None:
         body["time"] = resource.get("effectivePeriod", {}).get("end")
     out = _flagged(resource)
     if "valueQuantity" in resource:
-        quantity, outside = _quantity(kind, resource["valueQuantity"])
+        quantity, outside = _quantity(kind, resource["valueQuantity"], rules)
         body |= quantity
         out = out or outside
     components: dict[str, object] = {}
@@ -80,7 +92,7 @@ def vital_json(resource: Mapping[str, Any]) -> dict[str, object] | None:
         name = next((spec.name for spec in CATALOGUE[kind].components if spec.codings[0].code in
                      {coding.get("code") for coding in component.get("code", {}).get("coding", [])}), None)  # fmt: skip
         if name is not None and "valueQuantity" in component:
-            quantity, outside = _quantity(f"{kind}.{name}", component["valueQuantity"])
+            quantity, outside = _quantity(f"{kind}.{name}", component["valueQuantity"], rules)
             components[name] = quantity["value"]
             body["unit"], body["display_unit"] = quantity["unit"], quantity["display_unit"]
             out = out or outside
@@ -97,7 +109,11 @@ async def _summary(rt: Runtime, patient: PatientRecord, observations: PatientAcc
     )
     wanted = frozenset(CATALOGUE) if kinds is None else kinds
     latest = await rt.store.last_observations(LastNQuery(patient.id, wanted)) if wanted else []
-    vitals = [vital for row in latest if (vital := vital_json(orjson.loads(row.resource))) and vital["kind"] != BATTERY_KIND]
+    own_rules = await rt.store.alerts.alert_rules(patient.id) if latest else None
+    rules = parse_rules(own_rules.rules) if own_rules is not None else rt.settings.alerts.defaults
+    vitals = [
+        vital for row in latest if (vital := vital_json(orjson.loads(row.resource), rules)) and vital["kind"] != BATTERY_KIND
+    ]
     # Whole UTC days: today and the 29 before it, so a 30-day window never counts 31 days.
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     since = today - timedelta(days=rt.settings.dashboard.adherence_days - 1)

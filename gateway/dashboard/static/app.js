@@ -404,7 +404,8 @@ async function loadAlerts(patientId) {
     const body = await api(`/api/v1/alerts?patient=${encodeURIComponent(patientId)}`);
     alerts = Array.isArray(body) ? body : body.alerts || body.entries || [];
   } catch (problem) {
-    if (problem.status === 404 || problem.status === 403) { target.replaceChildren(h("span", { class: "muted" }, "Alerts are not available on this gateway.")); return; }
+    if (problem.status === 404) { target.replaceChildren(h("span", { class: "muted" }, "Alerts are not available on this gateway.")); return; }
+    if (problem.status === 403) { target.replaceChildren(h("span", { class: "muted" }, "Alerts are not shown to your role.")); return; }
     throw problem;
   }
   if (!alerts.length) { target.replaceChildren(h("span", { class: "muted" }, "No alerts.")); return; }
@@ -416,7 +417,7 @@ async function loadAlerts(patientId) {
 function alertRow(alert, patientId) {
   const id = alert.id || alert.alert_id;
   const open = alert.status === "open";
-  const acknowledge = open ? h("button", { type: "button", class: "primary acknowledge", "data-alert": id, onclick: async (event) => {
+  const acknowledge = open && !isPatient() ? h("button", { type: "button", class: "primary acknowledge", "data-alert": id, onclick: async (event) => {
     event.target.disabled = true;
     try {
       await api(`/api/v1/alerts/${encodeURIComponent(id)}/acknowledge`, { method: "POST", body: {} });
@@ -427,7 +428,7 @@ function alertRow(alert, patientId) {
   return h("tr", { "data-alert": id, "data-status": alert.status },
     h("td", { class: open ? "out" : "" }, alert.summary || `${alert.kind} ${alert.rule || ""}`),
     h("td", { class: "status" }, alert.status + (alert.severity ? ` (${alert.severity})` : "")),
-    h("td", {}, when(alert.opened_at || alert.changed_at || alert.created_at)), h("td", {}, acknowledge));
+    h("td", {}, when(alert.raised_at || alert.changed_at)), h("td", {}, acknowledge));
 }
 
 function startStream(patient) {
