@@ -11,7 +11,7 @@ const RANGES = {
 const ADHERENCE_TARGET = 16; // days with data in 30: what remote-monitoring programmes bill on
 const BP_CODE = "85354-9";
 
-const state = { me: null, stream: null, charts: new Map(), range: "24h", patientId: null, route: null };
+const state = { me: null, stream: null, charts: new Map(), range: "24h", patientId: null, generation: 0 };
 
 // -- helpers ----------------------------------------------------------------------------------
 
@@ -33,8 +33,14 @@ function h(tag, attrs, ...children) {
 function main() { return document.getElementById("main"); }
 
 function show(...children) {
-  const target = main();
-  target.replaceChildren(...children);
+  main().replaceChildren(...children);
+}
+
+function view() {
+  // A page that finishes loading after the person moved on must not draw over the new one.
+  const generation = state.generation;
+  const current = () => generation === state.generation;
+  return { current, show: (...children) => { if (current()) show(...children); } };
 }
 
 class ApiError extends Error {
@@ -161,6 +167,7 @@ function signedIn() {
 
 function route() {
   if (!state.me) return;
+  state.generation += 1;
   stopStream();
   state.charts.clear();
   const hash = location.hash.replace(/^#/, "") || "/";
@@ -195,6 +202,7 @@ function batteryCell(devices) {
 }
 
 async function patientList() {
+  const { show } = view();
   show(h("h1", {}, "Patients"), h("p", { class: "muted" }, "Loading…"));
   const [patients, alerts] = await Promise.all([api("/api/v1/dashboard/patients"), openAlertCounts(null)]);
   const rows = patients.map((patient) => {
@@ -224,6 +232,7 @@ async function patientList() {
 // -- patient page -----------------------------------------------------------------------------
 
 async function patientPage(patientId) {
+  const { show, current } = view();
   state.patientId = patientId;
   show(h("p", { class: "muted" }, "Loading…"));
   let patient;
@@ -233,6 +242,7 @@ async function patientPage(patientId) {
     if (problem.status === 404) { show(h("h1", { id: "not-found" }, "Patient not found"), h("p", { class: "muted" }, "There is no such patient, or you may not see them.")); return; }
     throw problem;
   }
+  if (!current()) return;
   const rangeButtons = Object.keys(RANGES).map((name) => h("button", {
     type: "button", "data-range": name, "aria-pressed": String(name === state.range),
     onclick: () => { state.range = name; for (const b of rangeButtons) b.setAttribute("aria-pressed", String(b.dataset.range === name)); loadCharts(patient); },
@@ -251,7 +261,7 @@ async function patientPage(patientId) {
       h("thead", {}, h("tr", {}, ["Time", "Reading", "Value", "Device"].map((t) => h("th", {}, t)))), h("tbody", {}))),
   );
   await Promise.all([loadCharts(patient), loadReadings(patient.id), loadAlerts(patient.id)]);
-  startStream(patient);
+  if (current()) startStream(patient);
 }
 
 function latestChips(latest) {
@@ -294,17 +304,22 @@ function rangeQuery() {
   return { from: from.toISOString(), to: to.toISOString(), bucket: range.bucket };
 }
 
+let chartLoads = 0;
+
 async function loadCharts(patient) {
   const container = document.getElementById("charts");
   if (!container) return;
+  const load = String(++chartLoads);
+  container.dataset.load = load;
+  const range = rangeQuery();
+  const vitals = patient.latest;
+  const series = await Promise.all(vitals.map((vital) => (vital.components
+    ? bloodPressureSeries(patient.id, range) : vitalSeries(patient.id, vital.kind, range))));
+  // Only the latest load draws, and only while its page is still shown (ranges clicked quickly, pages left).
+  if (!container.isConnected || container.dataset.load !== load) return;
   container.replaceChildren();
   state.charts.clear();
-  const range = rangeQuery();
-  const kinds = patient.latest.map((vital) => vital);
-  await Promise.all(kinds.map(async (vital) => {
-    const series = vital.components ? await bloodPressureSeries(patient.id, range) : await vitalSeries(patient.id, vital.kind, range);
-    addChart(container, vital, series);
-  }));
+  vitals.forEach((vital, index) => addChart(container, vital, series[index]));
 }
 
 async function vitalSeries(patientId, kind, range) {
@@ -440,13 +455,13 @@ function startStream(patient) {
   source.addEventListener("error", () => { if (live) live.textContent = "reconnecting…"; });
   source.addEventListener("observation", async (message) => {
     const event = JSON.parse(message.data);
-    if (!appendToChart(event)) {
-      const fresh = await api(`/api/v1/dashboard/patients/${encodeURIComponent(patient.id)}`);
+    const plotted = appendToChart(event);
+    const fresh = await api(`/api/v1/dashboard/patients/${encodeURIComponent(patient.id)}`);
+    document.getElementById("latest")?.replaceChildren(...[latestChips(fresh.latest)].flat());
+    if (!plotted) { // a kind this page had no chart for yet
       Object.assign(patient, fresh);
       await loadCharts(patient);
     }
-    const latest = await api(`/api/v1/dashboard/patients/${encodeURIComponent(patient.id)}`);
-    document.getElementById("latest")?.replaceChildren(...[latestChips(latest.latest)].flat());
     await loadReadings(patient.id);
   });
   source.addEventListener("alert", () => loadAlerts(patient.id));
@@ -462,6 +477,7 @@ const INBOXES = {
 };
 
 async function inboxPage() {
+  const { show } = view();
   const body = h("div", { id: "inbox" });
   const tabs = Object.entries(INBOXES).map(([name, inbox]) => h("button", {
     type: "button", "data-inbox": name, onclick: () => open(name),
@@ -490,12 +506,18 @@ async function unassignedInbox(reload) {
     h("thead", {}, h("tr", {}, ["Received", "Device", "Why", "Reading", "Claim for"].map((t) => h("th", {}, t)))),
     h("tbody", {}, rows.map((row) => {
       const choice = h("select", { "aria-label": `patient for reading ${row.id}` }, patients.map((p) => h("option", { value: p.id }, p.name || p.id)));
+      const problem = h("div", { class: "error" });
       const claim = h("button", { type: "button", class: "primary", onclick: async () => {
-        await api(`/api/v1/inbox/${row.id}/claim`, { method: "POST", body: { patient_id: choice.value } });
-        reload();
+        problem.textContent = "";
+        try {
+          await api(`/api/v1/inbox/${row.id}/claim`, { method: "POST", body: { patient_id: choice.value } });
+          reload();
+        } catch (error) {
+          problem.textContent = error.message; // a conflicting assignment, say: the person decides what next
+        }
       } }, "Claim");
       return h("tr", { "data-row": row.id }, h("td", {}, when(row.last_seen)), h("td", {}, row.device_id || "—"),
-        h("td", {}, row.detail), h("td", {}, h("pre", { class: "payload" }, payloadText(row))), h("td", {}, choice, " ", claim));
+        h("td", {}, row.detail), h("td", {}, h("pre", { class: "payload" }, payloadText(row))), h("td", {}, choice, " ", claim, problem));
     })));
 }
 
