@@ -41,11 +41,11 @@ bench: venv
 	$(BIN)/python bench/queries.py
 
 demo: venv
-	bash scripts/fetch-uplot.sh
+	bash scripts/fetch-uplot.sh || echo "setup: the dashboard needs its chart library (npm); the API runs without it"
 	$(BIN)/pulsebridge demo --port $(PORT)
 
 serve: venv
-	bash scripts/fetch-uplot.sh
+	bash scripts/fetch-uplot.sh || echo "setup: the dashboard needs its chart library (npm); the API runs without it"
 	$(BIN)/pulsebridge serve
 
 clean:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import uvicorn
@@ -25,6 +26,7 @@ from device_adapters.errors import RegistryError
 from device_adapters.mqtt.publisher import ReadingPublisher
 from device_adapters.simulator.vitals import PROFILES, DeviceProfile, SimulatedDevice, Vital, VitalsSimulator
 from edge_config import AuthSettings, DatabaseSettings, GatewaySettings, HttpSettings, IngestSettings, MqttSettings
+from edge_config.alert_settings import AlertRuleSet, ThresholdSettings
 from gateway.app import create_app
 from gateway.auth.passwords import hash_password
 from gateway.auth.tokens import Role
@@ -102,13 +104,21 @@ async def _seed(runtime: Runtime, patients: tuple[tuple[str, str], ...], passwor
             await store.add_account(patient_id, "patient", name, patient_id)
     with contextlib.suppress(RegistryError):
         await store.add_account(DEMO_ADMIN, "admin", "Demo administrator", None)
+    # Alan's care team watches his blood pressure more closely than the defaults do.
+    watched = {"high": Decimal(140), "critical_high": Decimal(180)}
+    hypertension = AlertRuleSet(
+        thresholds={**runtime.settings.alerts.defaults.thresholds, "blood_pressure.systolic": ThresholdSettings(**watched),
+                    "blood_pressure.diastolic": ThresholdSettings(high=Decimal(90), critical_high=Decimal(120))},
+    )  # fmt: skip
+    if any(patient_id == "demo-alan" for patient_id, _ in patients):
+        await store.alerts.set_alert_rules("demo-alan", hypertension.model_dump_json(), DEMO_PRACTITIONER, datetime.now(UTC))
     password_hash = await asyncio.to_thread(hash_password, password)
     for account in (DEMO_PRACTITIONER, DEMO_ADMIN, *(patient_id for patient_id, _ in patients)):
         await store.set_account_password(account, password_hash)
 
 
 async def _backfill(mqtt_port: int, patients: tuple[tuple[str, str], ...], days: int) -> None:
-    """Hourly readings for the last ``days`` days, with a few days skipped (adherence is then not perfect)."""
+    """Hourly readings for the last ``days`` days, with a few whole days skipped (adherence is then not perfect)."""
     if days <= 0:
         return
     now = datetime.now(UTC)
@@ -116,10 +126,9 @@ async def _backfill(mqtt_port: int, patients: tuple[tuple[str, str], ...], days:
     async with ReadingPublisher("127.0.0.1", mqtt_port, client_id="pulsebridge-demo-backfill") as publisher:
         for seed, (patient_id, _) in enumerate(patients):
             simulator = VitalsSimulator(1000 + seed, _devices_of(patient_id))
-            skipped = {day for day in range(days) if (day * 7 + seed * 3) % (5 + seed) == 0}
             hour = start
             while hour < now - timedelta(minutes=5):
-                if (hour - start).days not in skipped:
+                if (hour.toordinal() * 7 + seed * 3) % (5 + seed) != 0:  # some whole UTC days without readings
                     for device_id, readings in simulator.tick(hour.astimezone()):
                         await publisher.publish(device_id, readings)
                 hour += timedelta(hours=1)

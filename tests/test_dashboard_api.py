@@ -207,6 +207,18 @@ async def test_a_patient_reaches_only_their_own_summary_and_stream(gateway: http
     assert (await gateway.post("/api/v1/patients/pat-b/pairing-codes", json={}, headers=CSRF)).status_code == 404
 
 
+async def test_the_stream_refuses_before_it_opens(gateway: httpx.AsyncClient) -> None:
+    app = app_of(gateway)
+    assert (await gateway.get("/api/v1/patients/pat-a/stream")).status_code == 401
+    device = bearer(app, Role.DEVICE, "system/Observation.c", subject="watch-a")
+    assert (await gateway.get("/api/v1/patients/pat-a/stream", headers=device)).status_code == 403
+    doctor = bearer(app, Role.PRACTITIONER, "user/Observation.rs", subject="dr-a")
+    for patient in ("pat-c", "nobody", "bad%20id"):  # outside the care team, missing, malformed: alike
+        assert (await gateway.get(f"/api/v1/patients/{patient}/stream", headers=doctor)).status_code == 404
+    admin = bearer(app)
+    assert (await gateway.get("/api/v1/patients/nobody/stream", headers=admin)).status_code == 404
+
+
 async def test_the_stream_carries_the_patients_readings_and_alerts_only(gateway: httpx.AsyncClient) -> None:
     await _sign_in(gateway)
     bus = app_of(gateway).state.runtime.events

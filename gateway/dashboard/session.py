@@ -127,7 +127,7 @@ async def who_am_i(rt: RuntimeDep, principal: CallerDep) -> Response:
     return Response(dumps(_who(principal, account.display_name if account else None)), media_type="application/json")
 
 
-@router.delete("/session")
+@router.delete("/session", status_code=204, response_class=Response)
 async def sign_out(request: Request) -> Response:
     # Signing out needs no valid session: an expired one must still be cleared from the browser.
     response = Response(status_code=204)

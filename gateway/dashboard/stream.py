@@ -26,6 +26,7 @@ from gateway.api.fhir import RuntimeDep
 from gateway.api.search.common import FHIR_ID
 from gateway.auth.scopes import Interaction
 from gateway.events import AlertEvent, Delivered, EventBus, Gap, ObservationEvent
+from gateway.storage import PatientQuery
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"], responses=ERROR_RESPONSES)
 
@@ -78,7 +79,12 @@ async def _events(
 )
 async def stream(patient_id: str, rt: RuntimeDep, principal: CallerDep) -> StreamingResponse:
     access = await patient_access(rt, principal, "Observation", Interaction.SEARCH)
-    if not FHIR_ID.fullmatch(patient_id) or not access.reaches(patient_id):
+    known = (
+        FHIR_ID.fullmatch(patient_id)
+        and access.reaches(patient_id)
+        and await rt.store.search_patients(PatientQuery(ids=frozenset({patient_id}), count=1))
+    )
+    if not known:  # someone else's patient, or nobody's: no stream is opened for either
         raise HiddenError(f"Patient/{patient_id} is not known")
     kinds = scope_kinds(access.queries_for(patient_id), rt.settings.api)
     alerts = False
