@@ -144,6 +144,22 @@ def test_care_team_member_sees_a_new_reading_live_and_acknowledges_its_alert(sta
     chart = page.locator(".chart[data-kind='heart_rate']")
     expect(chart).to_have_attribute("data-points", "1")
     expect(chart.locator("canvas")).to_have_count(1)
+    expect(chart).to_have_attribute("data-span", "86400")  # the whole 24 h shown
+    box = chart.locator(".u-over").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + 20)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.75, box["y"] + 20, steps=5)
+    page.mouse.up()
+    zoomed = int(chart.get_attribute("data-span") or "0")
+    assert 18_000 < zoomed < 25_000, zoomed  # a quarter of the day: drag-to-zoom
+    chart.locator(".u-over").dblclick()
+    expect(chart).to_have_attribute("data-span", "86400")
+    page.locator("button[data-range='7d']").click()
+    expect(page.locator(".chart[data-kind='heart_rate']")).to_have_attribute("data-span", "604800")
+    page.locator("button[data-range='24h']").click()
+    chart = page.locator(".chart[data-kind='heart_rate']")
+    expect(chart).to_have_attribute("data-span", "86400")
     expect(page.locator("#live")).to_have_text("● live")
     page.evaluate("window.stillTheSamePage = true")
 

@@ -319,7 +319,8 @@ async function loadCharts(patient) {
   if (!container.isConnected || container.dataset.load !== load) return;
   container.replaceChildren();
   state.charts.clear();
-  vitals.forEach((vital, index) => addChart(container, vital, series[index]));
+  const window = [new Date(range.from).getTime() / 1000, new Date(range.to).getTime() / 1000];
+  vitals.forEach((vital, index) => addChart(container, vital, series[index], window));
 }
 
 async function vitalSeries(patientId, kind, range) {
@@ -348,16 +349,29 @@ async function bloodPressureSeries(patientId, range) {
 
 const COLOURS = ["#1f6feb", "#9aa8b6", "#9aa8b6"];
 
-function addChart(container, vital, series) {
+function addChart(container, vital, series, window) {
   const box = h("div", { class: "chart", "data-kind": vital.kind });
   const title = h("h3", {}, `${vital.text} (${unitText(vital.unit)})`);
   box.append(title);
   container.append(box);
   const width = Math.max(320, box.clientWidth - 20);
+  const view = { zoom: null };
   const options = {
     width, height: 200,
-    cursor: { drag: { x: true, y: false } },
-    scales: { x: { time: true } },
+    // Every chart spans the chosen range (one reading alone does not stretch its axis over years);
+    // a drag zooms into it, a double-click goes back to the whole range.
+    cursor: { drag: { x: true, y: false, setScale: false } },
+    scales: { x: { time: true, range: () => view.zoom || window } },
+    hooks: {
+      setSelect: [(u) => {
+        if (u.select.width > 2) {
+          view.zoom = [u.posToVal(u.select.left, "x"), u.posToVal(u.select.left + u.select.width, "x")];
+          u.setScale("x", { min: view.zoom[0], max: view.zoom[1] });
+        }
+        u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+      }],
+      setScale: [(u, key) => { if (key === "x") box.dataset.span = String(Math.round(u.scales.x.max - u.scales.x.min)); }],
+    },
     series: [{}, ...series.names.map((name, index) => ({
       label: name, stroke: vital.components ? ["#b42318", "#1f6feb"][index] : COLOURS[index],
       width: index === 0 || vital.components ? 2 : 1, dash: !vital.components && index > 0 ? [4, 4] : undefined,
@@ -365,6 +379,7 @@ function addChart(container, vital, series) {
     }))],
   };
   const chart = new uPlot(options, series.data, box);
+  chart.over.addEventListener("dblclick", () => { view.zoom = null; chart.setScale("x", { min: window[0], max: window[1] }); });
   const entry = { chart, data: series.data, vital, box };
   state.charts.set(vital.kind, entry);
   markChart(entry);
