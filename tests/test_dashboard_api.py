@@ -260,7 +260,7 @@ async def test_the_pages_are_served_with_a_strict_content_security_policy(gatewa
     assert "script-src 'self'" in policy
     assert "frame-ancestors 'none'" in policy
     assert "unsafe-inline" not in policy
-    script = await gateway.get("/dashboard/static/app.js")
+    script = await gateway.get("/dashboard/static/common.js")
     assert script.status_code == 200
     assert "X-PulseBridge-CSRF" in script.text
     assert (await gateway.get("/dashboard/static/vendor/uPlot.iife.min.js")).status_code == 200
