@@ -72,7 +72,7 @@ function route() {
 
 async function openAlertCounts(patientId) {
   // The alerts API may be absent on an older gateway: the column then says so.
-  const query = patientId ? `?status=open&patient=${encodeURIComponent(patientId)}` : "?status=open";
+  const query = patientId ? `?status=open&limit=1000&patient=${encodeURIComponent(patientId)}` : "?status=open&limit=1000";
   try {
     const body = await api(`/api/v1/alerts${query}`);
     const alerts = Array.isArray(body) ? body : body.alerts || body.entries || [];
