@@ -68,10 +68,10 @@ class AlertRuleSet(_Section):
     )
     rate_of_change: dict[str, RateSettings] = Field(default_factory=dict, description="per kind, or kind.component")
     device_silence_seconds: int | None = Field(
-        default=86_400, ge=10, le=30 * 86_400, description="alert when a patient's device sends nothing this long (null: off)"
+        default=86_400, ge=1, le=30 * 86_400, description="alert when a patient's device sends nothing this long (null: off)"
     )
     patient_silence_seconds: int | None = Field(
-        default=None, ge=10, le=30 * 86_400, description="alert when none of a patient's devices sends anything this long"
+        default=None, ge=1, le=30 * 86_400, description="alert when none of a patient's devices sends anything this long"
     )
     low_battery_percent: Decimal | None = Field(default=Decimal(15), ge=0, le=100, description="alert below this (null: off)")
     news2: News2RuleSettings = News2RuleSettings()

@@ -1,7 +1,7 @@
 """Validate FHIR R4 JSON with the ``fhir.resources`` models.
 
-``fhir.resources`` 8 ships R5, R4B and STU3 but no R4; Observation, Device, Patient and Bundle
-have the same shape in R4 and R4B, so R4B models check our R4 output.
+``fhir.resources`` 8 ships R5, R4B and STU3 but no R4; Observation, Device, Patient, Flag and
+Bundle have the same shape in R4 and R4B, so R4B models check our R4 output.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import orjson
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.device import Device
+from fhir.resources.R4B.flag import Flag
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient
@@ -24,6 +25,7 @@ _MODELS: dict[str, Any] = {
     "Bundle": Bundle,
     "CapabilityStatement": CapabilityStatement,
     "Device": Device,
+    "Flag": Flag,
     "OperationOutcome": OperationOutcome,
     "Patient": Patient,
 }

@@ -186,6 +186,9 @@ def _dispatch(args: argparse.Namespace) -> None:
             from gateway.maintenance import check_retention
 
             check_retention(settings.maintenance)
+            from gateway.alerts.service import check_alert_settings
+
+            check_alert_settings(settings.alerts)
             if settings.mqtt.templates_file is not None:
                 from edge_config.mapping_templates import load_templates
 
@@ -218,6 +221,9 @@ def _serve(settings: GatewaySettings) -> None:
     from gateway.maintenance import check_retention
 
     check_retention(settings.maintenance)
+    from gateway.alerts.service import check_alert_settings
+
+    check_alert_settings(settings.alerts)
     if settings.mqtt.templates_file is not None:
         from edge_config.mapping_templates import load_templates
 

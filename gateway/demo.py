@@ -45,8 +45,8 @@ def free_port() -> int:
 
 
 DEMO_ADMIN_SCOPE = "user/*.cruds"
-DEMO_PATIENT_SCOPE = "patient/Observation.rs patient/Patient.rs patient/Device.cruds"
-DEMO_PRACTITIONER_SCOPE = "user/Observation.rs user/Patient.rs user/Device.cruds"
+DEMO_PATIENT_SCOPE = "patient/Observation.rs patient/Patient.rs patient/Device.cruds patient/Flag.rs"
+DEMO_PRACTITIONER_SCOPE = "user/Observation.rs user/Patient.rs user/Device.cruds user/Flag.rus"
 DEMO_PRACTITIONER = "demo-dr"
 DEMO_TEAM = "demo-team"
 DEMO_ADMIN = "demo-admin"

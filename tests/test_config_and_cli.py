@@ -117,3 +117,24 @@ def test_settings_that_lose_data_are_refused_unless_intended(tmp_path: Path, yam
     assert "allow_data_loss" in str(caught.value)
     config.write_text(yaml_text + "  allow_data_loss: true\n")
     assert load_settings(config).mqtt.allow_data_loss
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "words"),
+    [
+        (
+            "alerts:\n  defaults:\n    thresholds:\n      hart_rate: {high: 100}\n",
+            "alerts.defaults: 'hart_rate': no reading kind",
+        ),
+        ("alerts:\n  defaults:\n    thresholds:\n      heart_rate: {low: 100, high: 50}\n", "bounds must increase"),
+        ("alerts:\n  webhooks:\n    urls: [http://127.0.0.1:9/hook]\n", "need a secret_file"),
+        ("alerts:\n  webhooks:\n    urls: [http://127.0.0.1:9/hook]\n    secret_file: /nonexistent/secret\n", "cannot read"),
+    ],
+)
+def test_alert_settings_mistakes_fail_in_one_line(tmp_path: Path, yaml_text: str, words: str) -> None:
+    config = tmp_path / "alerts.yaml"
+    config.write_text(yaml_text)
+    result = cli({}, "check-config", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert words in result.stderr

@@ -322,7 +322,8 @@ async def test_patient_and_device_read_and_search(api: Api) -> None:
 async def test_capability_statement_names_search_and_lastn(api: Api) -> None:
     statement = await api.get("metadata")
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
-    assert set(resources) == {"Observation", "Patient", "Device"}
+    assert set(resources) == {"Observation", "Patient", "Device", "Flag"}
+    assert {p["name"] for p in resources["Flag"]["searchParam"]} == {"patient", "_count"}
     observation = resources["Observation"]
     assert {p["name"] for p in observation["searchParam"]} >= {
         "patient",

@@ -37,17 +37,24 @@ class AlertService:
         return tasks
 
 
-@asynccontextmanager
-async def alert_service(settings: AlertSettings, store: ObservationStore, events: EventBus) -> AsyncIterator[AlertService]:
+def check_alert_settings(settings: AlertSettings) -> bytes | None:
+    """Fail fast (ConfigError, one line) on default rules naming unknown kinds or an unreadable webhook secret."""
     try:
         check_rules(settings.defaults)
     except RuleError as exc:
         msg = f"alerts.defaults: {exc}"
         raise ConfigError(msg) from exc
+    if settings.webhooks.urls and settings.webhooks.secret_file is not None:
+        return load_secret(settings.webhooks.secret_file)
+    return None
+
+
+@asynccontextmanager
+async def alert_service(settings: AlertSettings, store: ObservationStore, events: EventBus) -> AsyncIterator[AlertService]:
+    secret = check_alert_settings(settings)
     async with AsyncExitStack() as stack:
         sender = None
-        if settings.webhooks.urls and settings.webhooks.secret_file is not None:
-            secret = load_secret(settings.webhooks.secret_file)
+        if secret is not None:
             client = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
             sender = WebhookSender(settings.webhooks, client, secret)
         engine = AlertEngine(store, events, settings, None if sender is None else sender.offer)

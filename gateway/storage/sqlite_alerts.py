@@ -150,10 +150,10 @@ def set_alert_rules(connection: sqlite3.Connection, patient_id: str, rules: str 
 def device_activity(connection: sqlite3.Connection, now: datetime, since: datetime) -> list[DeviceActivity]:
     rows = connection.execute(
         "SELECT d.device_id, a.patient_id, coalesce(a.valid_from, a.created_at) AS watched_from, "
-        "(SELECT max(o.time) FROM observations o WHERE o.device_resource_id = d.resource_id AND o.time > :since "
-        " AND o.time <= :now) AS last_time, "
+        "(SELECT max(o.time) FROM observations o WHERE o.device_resource_id = d.resource_id AND o.time > :since) "
+        "AS last_time, "
         "(SELECT o.value FROM observations o WHERE o.device_resource_id = d.resource_id AND o.kind = 'battery_level' "
-        " AND o.time > :since AND o.time <= :now ORDER BY o.time DESC LIMIT 1) AS battery "
+        " AND o.time > :since ORDER BY o.time DESC LIMIT 1) AS battery "
         "FROM device_assignments a JOIN devices d ON d.resource_id = a.device_resource_id "
         "WHERE (a.valid_from IS NULL OR a.valid_from <= :now) AND (a.valid_to IS NULL OR a.valid_to > :now) ORDER BY d.device_id",
         {"now": micros(now), "since": micros(since)},

@@ -29,9 +29,9 @@ _INSERT = (
 _ACTIVITY = """
 SELECT d.device_id, a.patient_id, coalesce(a.valid_from, a.created_at) AS watched_from,
        (SELECT max(o.time) FROM observations o
-         WHERE o.device_resource_id = d.resource_id AND o.time > $2 AND o.time <= $1) AS last_time,
+         WHERE o.device_resource_id = d.resource_id AND o.time > $2) AS last_time,
        (SELECT o.value FROM observations o
-         WHERE o.device_resource_id = d.resource_id AND o.kind = 'battery_level' AND o.time > $2 AND o.time <= $1
+         WHERE o.device_resource_id = d.resource_id AND o.kind = 'battery_level' AND o.time > $2
          ORDER BY o.time DESC LIMIT 1) AS battery
 FROM device_assignments a JOIN devices d ON d.resource_id = a.device_resource_id
 WHERE (a.valid_from IS NULL OR a.valid_from <= $1) AND (a.valid_to IS NULL OR a.valid_to > $1)
