@@ -16,6 +16,8 @@ venv: $(VENV)/.installed
 
 fixtures:
 	bash scripts/fetch-fhir-examples.sh
+	bash scripts/fetch-uplot.sh
+	bash scripts/setup-browser.sh
 
 $(VENV)/.installed: pyproject.toml scripts/setup-python.sh
 	VENV=$(VENV) bash scripts/setup-python.sh
@@ -39,9 +41,11 @@ bench: venv
 	$(BIN)/python bench/queries.py
 
 demo: venv
+	bash scripts/fetch-uplot.sh || echo "setup: the dashboard needs its chart library (npm); the API runs without it"
 	$(BIN)/pulsebridge demo --port $(PORT)
 
 serve: venv
+	bash scripts/fetch-uplot.sh || echo "setup: the dashboard needs its chart library (npm); the API runs without it"
 	$(BIN)/pulsebridge serve
 
 clean:

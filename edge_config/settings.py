@@ -237,6 +237,27 @@ class AuthSettings(_Section):
     trusted_issuers: list[TrustedIssuerSettings] = Field(default_factory=list)
 
 
+class DashboardSettings(_Section):
+    """The web dashboard: password sign-in to a cookie session, and its live stream."""
+
+    enabled: bool = Field(default=True, description="serve the dashboard at /dashboard/ and its sign-in")
+    session_idle_minutes: int = Field(
+        default=15, ge=1, le=15, description="a session ends after this long without a request (HIPAA automatic logoff)"
+    )
+    login_attempts: int = Field(default=5, ge=1, le=100, description="failed sign-ins per account in 10 minutes")
+    login_attempts_per_address: int = Field(
+        default=20, ge=1, le=10_000, description="failed sign-ins per source address in 10 minutes (a clinic shares one)"
+    )
+    stream_seconds: int = Field(
+        default=300,
+        ge=5,
+        le=3600,
+        description="a live stream closes after this long; the browser reconnects, access checked anew",
+    )
+    stream_heartbeat_seconds: float = Field(default=15, gt=0, le=300, description="a comment line this often keeps proxies open")
+    adherence_days: int = Field(default=30, ge=1, le=365, description="the window of the days-with-data adherence measure")
+
+
 class PlausibleRangeSettings(_Section):
     low: Decimal
     high: Decimal
@@ -260,6 +281,7 @@ class GatewaySettings(BaseSettings):
     maintenance: MaintenanceSettings = MaintenanceSettings()
     auth: AuthSettings = AuthSettings()
     events: EventSettings = EventSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     alerts: AlertSettings = AlertSettings()
     destinations: list[DestinationSettings] = Field(
         default_factory=list, description="EHRs to push to: each new reading is queued once per destination that accepts it"

@@ -1,4 +1,4 @@
-"""The access commands: ``audit verify``, ``account add``, ``care-team …``, ``delegate`` and ``consent …``."""
+"""The access commands: ``audit verify``, ``account add``, ``set-password``, ``care-team …``, ``delegate``, ``consent …``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from edge_config import DestinationSettings, GatewaySettings, load_settings
 from gateway.auth.audit import GENESIS_HASH, AuditRecord, verify_chain
+from gateway.auth.passwords import PasswordError, hash_password
 from gateway.cli_support import UsageError, config_argument, with_store
 from gateway.storage import ObservationStore
 from gateway.storage.consent import ConsentRecord, ConsentStatus, allows
@@ -32,6 +33,12 @@ def add_access_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     add_account.add_argument("--patient", help="the patient's own id (patient accounts only)")
     add_account.add_argument("--name", help="display name")
     config_argument(add_account)
+    password = account.add_parser("set-password", help="set the password the account signs in to the dashboard with")
+    password.add_argument("account_id")
+    password.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input (scripts) instead of asking"
+    )
+    config_argument(password)
 
     team = commands.add_parser("care-team", help="care teams and their patients").add_subparsers(dest="action", required=True)
     add_team = team.add_parser("add", help="register a care team")
@@ -105,6 +112,22 @@ def _add_account(settings: GatewaySettings, args: argparse.Namespace) -> None:
     account = with_store(settings, lambda store: store.add_account(account_id, args.role, args.name, args.patient))
     patient = f"\tPatient/{account.patient_id}" if account.patient_id else ""
     print(f"{account.id}\t{account.role}{patient}")
+
+
+def _set_password(settings: GatewaySettings, args: argparse.Namespace) -> None:
+    account_id = _checked_id("account", args.account_id)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != password:
+            raise UsageError("the two passwords differ")
+    try:
+        password_hash = hash_password(password)
+    except PasswordError as exc:
+        raise UsageError(str(exc)) from exc
+    with_store(settings, lambda store: store.set_account_password(account_id, password_hash))
+    print(f"{account_id}\tpassword set")
 
 
 def _add_team(settings: GatewaySettings, args: argparse.Namespace) -> None:
@@ -188,6 +211,7 @@ _BY = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 _COMMANDS: dict[tuple[str, str | None], Callable[[GatewaySettings, argparse.Namespace], None]] = {
     ("audit", "verify"): _verify,
     ("account", "add"): _add_account,
+    ("account", "set-password"): _set_password,
     ("care-team", "add"): _add_team,
     ("care-team", "member"): _add_member,
     ("care-team", "patient"): _add_team_patient,

@@ -42,6 +42,7 @@ from gateway.api.pairing import router as pairing_router
 from gateway.api.registry import router as registry_router
 from gateway.api.vitals import router as vitals_router
 from gateway.auth.service import build_authenticator
+from gateway.dashboard import install_dashboard
 from gateway.events import EventBus
 from gateway.maintenance import check_retention, maintenance_loop
 from gateway.pipeline import IngestPipeline, MqttFrameDecoder, decoders_for, mapper_for, mqtt_topic_filters
@@ -126,6 +127,7 @@ def create_app(
     app = FastAPI(title="PulseBridge", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     install_audit_trail(app)
+    install_dashboard(app, settings.dashboard)
     install_url_guard(app)
     for router in (
         audit_router, fhir_router, registry_router, health_router, admin_router, outbox_router, vitals_router, pairing_router,

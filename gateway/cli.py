@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--patients", type=int, default=3, help="simulated patients, 1 to 3 (default 3)")
     demo.add_argument("--interval", type=float, default=1.0, help="seconds between simulated readings (default 1)")
     demo.add_argument("--data-dir", type=Path, help="keep the demo store here (default: a temporary folder)")
+    demo.add_argument("--history-days", type=int, default=0, help="publish this many days of hourly readings first (default 0)")
+    demo.add_argument("--password-stdin", action="store_true", help="read the demo accounts' dashboard password from stdin")
 
     check = commands.add_parser("check-config", help="validate the settings and say what is wrong")
     _config_argument(check)
@@ -170,15 +172,22 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
+def _demo(args: argparse.Namespace) -> None:
+    from gateway.demo import DemoOptions, run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = DemoOptions(history_days=max(0, min(args.history_days, 90)))
+    if args.password_stdin:
+        options = DemoOptions(sys.stdin.readline().strip(), options.history_days)
+    asyncio.run(run_demo(args.port, args.data_dir, args.patients, args.interval, options))
+
+
 def _dispatch(args: argparse.Namespace) -> None:
     match args.command:
         case "serve":
             _serve(load_settings(args.config))
         case "demo":
-            from gateway.demo import run_demo
-
-            logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            asyncio.run(run_demo(args.port, args.data_dir, args.patients, args.interval))
+            _demo(args)
         case "check-config":
             settings = load_settings(args.config)
             mapper_for(settings)  # plausibility overrides name catalogue kinds: checked here too

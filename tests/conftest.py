@@ -18,7 +18,7 @@ _TABLES = (
     "observations, quarantine, device_assignments, devices, patients, outbox, audit_events, observation_rollups_hourly, "
     "maintenance_state, accounts, care_teams, care_team_members, care_team_patients, caregiver_delegations, "
     "patient_identifiers, device_user_slots, pairing_codes, device_credentials, alerts, alert_rules, consents, consent_events, "
-    "observation_corrections"
+    "observation_corrections, account_passwords"
 )
 
 

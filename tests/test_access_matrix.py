@@ -84,6 +84,7 @@ ENDPOINTS: dict[str, tuple[Callable[[str], tuple[str, dict[str, str]]], str]] = 
     "Device search": (lambda p: ("/fhir/Device", {"patient": p}), "search"),
     "vitals": (lambda p: (f"/api/v1/patients/{p}/vitals", {"kind": "heart_rate", "from": "2026-11-19T00:00:00Z"}), "read"),
     "export": (lambda p: (f"/api/v1/patients/{p}/export", {}), "read"),
+    "dashboard summary": (lambda p: (f"/api/v1/dashboard/patients/{p}", {}), "read"),
 }
 
 

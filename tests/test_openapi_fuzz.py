@@ -62,7 +62,9 @@ def api_schema(timescale_url: str) -> Iterator[schemathesis.BaseSchema]:
         gateway = GatewayProcess(
             Path(folder),
             {"PULSEBRIDGE_DATABASE__URL": timescale_url, "PULSEBRIDGE_MQTT__PORT": str(broker),
-             "PULSEBRIDGE_MQTT__CLIENT_ID": "fuzz-gateway", "PULSEBRIDGE_MAINTENANCE__ENABLED": "false"},
+             "PULSEBRIDGE_MQTT__CLIENT_ID": "fuzz-gateway", "PULSEBRIDGE_MAINTENANCE__ENABLED": "false",
+             # A live stream of the seeded patient answers for this long before it ends.
+             "PULSEBRIDGE_DASHBOARD__STREAM_SECONDS": "5"},
         )  # fmt: skip
         gateway.start()
         try:

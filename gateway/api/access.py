@@ -25,6 +25,7 @@ from gateway.api.search import SearchError, parse_observation_search
 from gateway.auth.pairing import device_token_hash, parse_device_token
 from gateway.auth.policy import Access, Relationships, accesses
 from gateway.auth.scopes import Interaction, parse_scopes, resource_matches
+from gateway.auth.session import SESSION_COOKIE, csrf_problem
 from gateway.auth.tokens import Principal, Role, TokenError
 from gateway.runtime import Runtime
 
@@ -80,9 +81,17 @@ BEARER = HTTPBearer(auto_error=False, bearerFormat="JWT, or a device token from 
 
 async def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> Principal:
     """The verified caller; also kept on the request for the audit trail."""
-    if credentials is None or not credentials.credentials.strip():
-        raise NotAuthenticatedError("a bearer token is required (Authorization: Bearer <token>)")
-    runtime, token = _runtime(request), credentials.credentials.strip()
+    runtime = _runtime(request)
+    if credentials is not None and credentials.credentials.strip():
+        token = credentials.credentials.strip()
+    elif session := request.cookies.get(SESSION_COOKIE, "").strip():
+        # The dashboard's session cookie carries a gateway token; the header, when sent, wins.
+        problem = csrf_problem(request.method, request.headers, f"{request.url.scheme}://{request.url.netloc}")
+        if problem is not None:
+            raise ForbiddenError(problem)
+        token = request.state.session_token = session
+    else:
+        raise NotAuthenticatedError("a bearer token is required (Authorization: Bearer <token>), or a dashboard session")
     device_token = parse_device_token(token)
     if device_token is not None:
         principal = await _device_principal(runtime, *device_token)

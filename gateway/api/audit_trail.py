@@ -60,6 +60,8 @@ _ACTIONS: Mapping[str, AuditAction] = {
     "create_observation": AuditAction.CREATE,
     "batch_or_transaction": AuditAction.CREATE,
     "ingest_senml": AuditAction.CREATE,
+    "sign_in": AuditAction.LOGIN,
+    "sign_out": AuditAction.LOGIN,
     "search_alerts": AuditAction.SEARCH,
     "search_flags": AuditAction.SEARCH,
     "read_flag": AuditAction.READ,

@@ -18,6 +18,7 @@ from device_adapters.readings import require_aware
 from gateway.storage.alerts import AlertStore
 from gateway.storage.consent import ConsentMode, ConsentRecord, ConsentStatus
 from gateway.storage.corrections import CorrectionOutcome, ObservationStatus, Reviser
+from gateway.storage.dashboard_port import DashboardStore
 from gateway.storage.outbox import DeadLetter, OutboxBacklog, OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 
 if TYPE_CHECKING:
@@ -396,7 +397,7 @@ class MaintenanceReport:
     chunks_dropped: int = 0
 
 
-class ObservationStore(Protocol):
+class ObservationStore(DashboardStore, Protocol):
     """Registry, observations and quarantine; every write is one transaction."""
 
     async def migrate(self) -> None: ...

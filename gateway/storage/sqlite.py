@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from device_adapters.errors import RegistryError, StorageError, StorageUnavailableError
-from gateway.storage import sqlite_access, sqlite_consent, sqlite_outbox, sqlite_vitals
+from gateway.storage import sqlite_access, sqlite_consent, sqlite_dashboard, sqlite_outbox, sqlite_vitals
 from gateway.storage.consent import ConsentMode, ConsentRecord, ConsentStatus
 from gateway.storage.corrections import CorrectionOutcome, Reviser
+from gateway.storage.dashboard_port import ActivityQuery, PatientActivity
 from gateway.storage.filters import (
     DEVICE_COLUMNS,
     Dialect,
@@ -530,6 +531,17 @@ class SqliteStore:
 
     async def search_audit(self, patient_id: str | None, limit: int) -> list[AuditRecord]:
         return await self._read(sqlite_access.search_audit, patient_id, limit)
+
+    # -- the dashboard (SQL in sqlite_dashboard) ---------------------------------------------------
+
+    async def set_account_password(self, account_id: str, password_hash: str) -> None:
+        return await self._write(sqlite_dashboard.set_account_password, account_id, password_hash)
+
+    async def account_password(self, account_id: str) -> str | None:
+        return await self._read(sqlite_dashboard.account_password, account_id)
+
+    async def patient_activity(self, query: ActivityQuery) -> PatientActivity:
+        return await self._read(sqlite_dashboard.patient_activity, query)
 
     # -- the push outbox ---------------------------------------------------------------------------
 

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Self
 import asyncpg
 
 from device_adapters.errors import RegistryError, StorageError, StorageUnavailableError
-from gateway.storage import timescale_access, timescale_consent, timescale_outbox, timescale_vitals
+from gateway.storage import timescale_access, timescale_consent, timescale_dashboard, timescale_outbox, timescale_vitals
 from gateway.storage.consent import ConsentMode, ConsentRecord, ConsentStatus
 from gateway.storage.corrections import CorrectionOutcome, Reviser
+from gateway.storage.dashboard_port import ActivityQuery, PatientActivity
 from gateway.storage.filters import (
     DEVICE_COLUMNS,
     Dialect,
@@ -503,6 +504,20 @@ class TimescaleStore:
     async def search_audit(self, patient_id: str | None, limit: int) -> list[AuditRecord]:
         async with _translated("search audit events"):
             return await timescale_access.search_audit(self._pool, patient_id, limit)
+
+    # -- the dashboard (SQL in timescale_dashboard) ------------------------------------------------
+
+    async def set_account_password(self, account_id: str, password_hash: str) -> None:
+        async with _translated("set an account password"):
+            await timescale_dashboard.set_account_password(self._pool, account_id, password_hash)
+
+    async def account_password(self, account_id: str) -> str | None:
+        async with _translated("read an account password"):
+            return await timescale_dashboard.account_password(self._pool, account_id)
+
+    async def patient_activity(self, query: ActivityQuery) -> PatientActivity:
+        async with _translated("read a patient's device activity"):
+            return await timescale_dashboard.patient_activity(self._pool, query)
 
     # -- the push outbox ---------------------------------------------------------------------------
 
