@@ -98,7 +98,12 @@ class DestinationSettings(_Section):
     batch_size: int = Field(default=100, ge=1, le=1000, description="Observations per Bundle")
     workers: int = Field(default=1, ge=1, le=16, description="concurrent senders in this gateway process")
     rate_limit_per_second: float | None = Field(default=None, gt=0, le=10_000, description="Bundles per second at most")
-    timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="for one request, body included")
+    timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="for one request, body included; a crashed gateway's claimed rows wait about twice this plus 15 s",
+    )
     retry_base_seconds: float = Field(default=1.0, gt=0, le=3600)
     retry_cap_seconds: float = Field(default=300.0, gt=0, le=86_400, description="the longest backoff between two tries")
     breaker_failures: int = Field(default=5, ge=1, le=1000, description="consecutive failed requests that open the breaker")

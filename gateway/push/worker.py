@@ -37,6 +37,7 @@ from gateway.storage.outbox import OutboxItem, OutboxOutcome
 logger = logging.getLogger(__name__)
 STORE_RETRY_SECONDS = 2.0
 BREAKER_WAIT = timedelta(seconds=1)
+LEASE_MARGIN = timedelta(seconds=10)
 
 
 class DestinationUnusable(PushError):  # noqa: N818 - reads as the condition it reports
@@ -104,9 +105,10 @@ class DestinationPusher:
         self._rate = RateLimit(settings.rate_limit_per_second, monotonic)
         self._paused_until = 0.0
         self.bundle_type: BundleType | None = None
-        # A push gives up before its rows' lease runs out, so no other sender can claim them meanwhile.
-        self.push_deadline = timedelta(seconds=settings.timeout_seconds * 3 + 10)
-        self.lease = self.push_deadline * 2
+        # A push gives up before its rows' lease runs out, so no other sender can claim them
+        # meanwhile; the lease is kept short because it is also how long a crashed gateway's rows wait.
+        self.push_deadline = timedelta(seconds=settings.timeout_seconds * 2 + 5)
+        self.lease = self.push_deadline + LEASE_MARGIN
 
     async def run(self) -> None:
         self.bundle_type = await self._discover()
