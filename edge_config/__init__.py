@@ -1,5 +1,6 @@
 """Typed configuration: the schema, its loader and the bundled defaults."""
 
+from edge_config.edge import EdgeSettings, UpstreamSettings
 from edge_config.settings import (
     DEFAULT_CONFIG_PATH,
     ApiSettings,
@@ -20,10 +21,12 @@ __all__ = [
     "AuthSettings",
     "DatabaseSettings",
     "DestinationSettings",
+    "EdgeSettings",
     "GatewaySettings",
     "HttpSettings",
     "IngestSettings",
     "MaintenanceSettings",
     "MqttSettings",
+    "UpstreamSettings",
     "load_settings",
 ]

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from device_adapters.errors import ConfigError
+from edge_config.edge import EdgeSettings
 
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "defaults" / "gateway.yaml"
 
@@ -264,6 +265,7 @@ class GatewaySettings(BaseSettings):
     ble: BleSettings = BleSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
     auth: AuthSettings = AuthSettings()
+    edge: EdgeSettings = EdgeSettings()
     destinations: list[DestinationSettings] = Field(
         default_factory=list, description="EHRs to push to: each new reading is queued once per destination that accepts it"
     )

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from device_adapters.readings import require_aware
+from gateway.storage.hubs import HubDevice, HubHeartbeat, HubRecord
 from gateway.storage.outbox import OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 
 if TYPE_CHECKING:
@@ -530,6 +531,24 @@ class ObservationStore(Protocol):
     async def finish_outbox(self, item_id: int, outcome: OutboxOutcome, now: datetime) -> None: ...
 
     async def outbox_status(self) -> list[OutboxCount]: ...
+
+    # -- edge hubs (gateway/storage/hubs.py) -----------------------------------------------------
+
+    async def pair_hub_device(self, hub_id: str, device_id: str, address: str, now: datetime) -> None:
+        """Pair a registered device with a hub (moving it from another hub); RegistryError when unknown."""
+        ...
+
+    async def unpair_hub_device(self, hub_id: str, device_id: str) -> bool: ...
+
+    async def hub_devices(self, hub_ids: Collection[str] | None = None) -> list[HubDevice]:
+        """Devices paired with these hubs (every hub's when None)."""
+        ...
+
+    async def record_hub_presence(self, hub_id: str, online: bool, at: datetime) -> None: ...  # noqa: FBT001 - the state itself
+
+    async def record_hub_heartbeat(self, beat: HubHeartbeat) -> None: ...
+
+    async def list_hubs(self) -> list[HubRecord]: ...
 
 
 async def open_store(settings: DatabaseSettings) -> ObservationStore:
