@@ -36,6 +36,7 @@ from gateway.api.pairing import router as pairing_router
 from gateway.api.registry import router as registry_router
 from gateway.api.vitals import router as vitals_router
 from gateway.auth.service import build_authenticator
+from gateway.hub_link import HubChannel
 from gateway.maintenance import check_retention, maintenance_loop
 from gateway.pipeline import IngestPipeline, MqttFrameDecoder, decoders_for, mapper_for, mqtt_topic_filters
 from gateway.runtime import Runtime
@@ -54,9 +55,10 @@ def _real_connector() -> Connector:
     return connect_with_retries
 
 
-async def _feed(source: AsyncIterable[Delivery], pipeline: IngestPipeline) -> None:
+async def _feed(source: AsyncIterable[Delivery], pipeline: IngestPipeline, hubs: HubChannel | None = None) -> None:
     async for delivery in source:
-        await pipeline.submit(delivery)
+        if hubs is None or not await hubs.handle(delivery):
+            await pipeline.submit(delivery)
 
 
 def create_app(
@@ -83,10 +85,12 @@ def create_app(
             jwks_http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
             runtime = Runtime(settings, store, pipeline, source, build_authenticator(settings.auth, jwks_http))
             app.state.runtime = runtime
+            hubs = HubChannel(store, settings)
             runtime.tasks.extend(
                 [
                     asyncio.create_task(pipeline.run(), name="ingest-pipeline"),
-                    asyncio.create_task(_feed(source, pipeline), name="mqtt-source"),
+                    asyncio.create_task(_feed(source, pipeline, hubs), name="mqtt-source"),
+                    asyncio.create_task(hubs.run(), name="hub-configuration"),
                 ],
             )
             if settings.maintenance.enabled:

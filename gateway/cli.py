@@ -21,6 +21,7 @@ from gateway.access_cli import ACCESS_COMMANDS, add_access_commands, run_access
 from gateway.auth.tokens import Role
 from gateway.cli_support import UsageError, with_store
 from gateway.cli_support import config_argument as _config_argument
+from gateway.hub_cli import HUB_COMMANDS, add_hub_commands, run_hub_command
 from gateway.pipeline import mapper_for
 from gateway.storage import ObservationStore
 
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_tools(commands)
     add_access_commands(commands)
+    add_hub_commands(commands)
     return parser
 
 
@@ -150,7 +152,10 @@ def _add_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        (run_access if args.command in ACCESS_COMMANDS else _dispatch)(args)
+        if args.command in HUB_COMMANDS:
+            run_hub_command(args)
+        else:
+            (run_access if args.command in ACCESS_COMMANDS else _dispatch)(args)
     except PulseBridgeError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

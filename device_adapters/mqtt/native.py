@@ -103,11 +103,16 @@ def decode_payload(
 
 def encode_readings(readings: Sequence[Reading]) -> bytes:
     """Encode readings as a native v1 payload (a single object when there is one)."""
-    objects = [_reading_object(reading) for reading in readings]
+    objects = [reading_object(reading) for reading in readings]
     return dumps(objects[0] if len(objects) == 1 else objects)
 
 
-def _reading_object(reading: Reading) -> dict[str, object]:
+def encode_reading(reading: Reading) -> bytes:
+    """One reading object: an edge hub keeps each so, and joins them into packs as JSON arrays."""
+    return dumps(reading_object(reading))
+
+
+def reading_object(reading: Reading) -> dict[str, object]:
     obj: dict[str, object] = {"type": reading.kind}
     if reading.quantity is not None:
         obj["value"] = reading.quantity.value
