@@ -155,7 +155,14 @@ class EdgeIntake:
                 quarantine.append(LocalQuarantine(device_id, frame.channel, frame.payload, error.reason.value, detail))
             for reading in decoded.readings:
                 readings.append(
-                    OutboxReading(device_id, paired.patient_id or "", reading.kind, reading.time, encode_reading(reading))
+                    OutboxReading(
+                        device_id,
+                        paired.patient_id or "",
+                        reading.kind,
+                        reading.time,
+                        encode_reading(reading),
+                        reading.device_time,
+                    )
                 )
                 if reading.kind == "battery_level" and reading.quantity is not None:
                     self.devices.setdefault(device_id, DeviceSeen()).battery_percent = int(reading.quantity.value)

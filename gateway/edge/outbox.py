@@ -75,6 +75,17 @@ class OutboxReading:
     time: datetime
     body: bytes
     """The reading as one native v1 object (JSON)."""
+    device_time: str | None = None
+    """The device's zone-less clock text (Bluetooth), when it gave one."""
+
+
+def _mark(reading: OutboxReading) -> tuple[tuple[str, str, str, str], int]:
+    """The filter's key and time: the device's own clock where it has one (re-anchoring must not make a record new)."""
+    if reading.device_time is not None:
+        device_clock = datetime.fromisoformat(reading.device_time).replace(tzinfo=UTC)
+        # Kept apart from reception-time readings of the same kind: the two clocks are not comparable.
+        return (reading.device_id, reading.patient_id, UPSTREAM, f"{reading.kind}|device-clock"), micros(device_clock)
+    return (reading.device_id, reading.patient_id, UPSTREAM, reading.kind), micros(reading.time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +194,7 @@ class EdgeOutbox:
         marks: dict[tuple[str, str, str, str], int] = {}
         kept: list[OutboxReading] = []
         for reading in intake.readings:
-            key = (reading.device_id, reading.patient_id, UPSTREAM, reading.kind)
-            at = micros(reading.time)
+            key, at = _mark(reading)
             if at <= marks.get(key, self._marks.get(key, -(2**62))):
                 continue
             marks[key] = at
