@@ -90,26 +90,26 @@ class EdgeIntake:
             self._outbox_refused(held, "an earlier value of this connection was refused")
         if not taken:
             return
-        intake = self._intake(taken)
+        intakes = [self._intake(delivery) for delivery in taken]
         backoff = 0.1
         while True:
             try:
-                result = await self._outbox.commit(intake)
+                result = await self._outbox.commit(intakes)
                 break
             except StorageError as exc:
                 logger.error("edge outbox write failed (%s); retrying in %.1f s", exc, backoff)  # noqa: TRY400 - no traceback: the message says it
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RETRY_MAX_SECONDS)
-        if result.refused:
-            logger.error("EDGE OUTBOX FULL: refused %d value(s), left on their devices (%s)", len(taken), result.reason)
-            self.last_refusal = result.reason
-            self._outbox_refused(taken, result.reason or "outbox full")
-            return
         now = datetime.now(UTC)
-        for delivery in taken:
+        for delivery, intake in zip(taken[: result.accepted], intakes, strict=False):
             delivery.ack()
-        for reading in intake.readings:
-            self.devices.setdefault(reading.device_id, DeviceSeen()).last_seen_at = now
+            for reading in intake.readings:
+                self.devices.setdefault(reading.device_id, DeviceSeen()).last_seen_at = now
+        refused = taken[result.accepted :]
+        if refused:
+            logger.error("EDGE OUTBOX FULL: refused %d value(s), left on their devices (%s)", len(refused), result.reason)
+            self.last_refusal = result.reason
+            self._outbox_refused(refused, result.reason or "outbox full")
 
     def _still_refused(self, frame: RawFrame) -> bool:
         if frame.source != BLE_SOURCE:
@@ -130,46 +130,34 @@ class EdgeIntake:
                 self._refusals.by_device[device_id] = self._connection_of(device_id)
         logger.debug("not acknowledged: %d value(s) (%s)", len(deliveries), reason)
 
-    def _intake(self, batch: Sequence[Delivery]) -> Intake:
-        allowlist = self._allowlist()
+    def _intake(self, delivery: Delivery) -> Intake:
+        frame = delivery.frame
+        device_id: str | None = None
+        try:
+            decoder = self._decoders.get(frame.source)
+            if decoder is None:
+                raise IdentityError(ReasonCode.MALFORMED_FRAME, f"no decoder for frames from {frame.source!r}")
+            device_id = decoder.device_id(frame)
+            paired = self._allowlist().get(device_id)
+            if paired is None:
+                raise IdentityError(ReasonCode.UNPAIRED_DEVICE, f"device {device_id!r} is not paired with this hub")
+            decoded = decoder.decode(frame, device_id)
+        except InputRejectedError as exc:
+            return Intake(quarantine=[LocalQuarantine(device_id, frame.channel, frame.payload, exc.reason.value, exc.detail)])
+        quarantine = [
+            LocalQuarantine(device_id, frame.channel, frame.payload, error.reason.value, f"item {index}: {error.detail}")
+            for index, error in decoded.rejections
+        ]
         readings: list[OutboxReading] = []
-        quarantine: list[LocalQuarantine] = []
-        cursors: dict[str, int] = {}
-        for delivery in batch:
-            frame = delivery.frame
-            device_id: str | None = None
-            try:
-                decoder = self._decoders.get(frame.source)
-                if decoder is None:
-                    raise IdentityError(ReasonCode.MALFORMED_FRAME, f"no decoder for frames from {frame.source!r}")
-                device_id = decoder.device_id(frame)
-                paired = allowlist.get(device_id)
-                if paired is None:
-                    raise IdentityError(ReasonCode.UNPAIRED_DEVICE, f"device {device_id!r} is not paired with this hub")
-                decoded = decoder.decode(frame, device_id)
-            except InputRejectedError as exc:
-                quarantine.append(LocalQuarantine(device_id, frame.channel, frame.payload, exc.reason.value, exc.detail))
-                continue
-            for index, error in decoded.rejections:
-                detail = f"item {index}: {error.detail}"
-                quarantine.append(LocalQuarantine(device_id, frame.channel, frame.payload, error.reason.value, detail))
-            for reading in decoded.readings:
-                readings.append(
-                    OutboxReading(
-                        device_id,
-                        paired.patient_id or "",
-                        reading.kind,
-                        reading.time,
-                        encode_reading(reading),
-                        reading.device_time,
-                    )
-                )
-                if reading.kind == "battery_level" and reading.quantity is not None:
-                    self.devices.setdefault(device_id, DeviceSeen()).battery_percent = int(reading.quantity.value)
-            sequence = _sequence(frame)
-            if sequence is not None:
-                cursors[device_id] = max(sequence, cursors.get(device_id, sequence))
-        return Intake(readings, cursors, quarantine)
+        for reading in decoded.readings:
+            body = encode_reading(reading)
+            readings.append(
+                OutboxReading(device_id, paired.patient_id or "", reading.kind, reading.time, body, reading.device_time)
+            )
+            if reading.kind == "battery_level" and reading.quantity is not None:
+                self.devices.setdefault(device_id, DeviceSeen()).battery_percent = int(reading.quantity.value)
+        sequence = _sequence(frame)
+        return Intake(readings, {} if sequence is None else {device_id: sequence}, quarantine)
 
 
 def _sequence(frame: RawFrame) -> int | None:

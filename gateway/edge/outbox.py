@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import NamedTuple, Self, TypeVar
 
 from device_adapters.errors import StorageError
 from gateway.storage.sqlite_time import micros
@@ -99,7 +99,7 @@ class LocalQuarantine:
 
 @dataclass(frozen=True, slots=True)
 class Intake:
-    """What one batch of deliveries became; committed all at once or not at all."""
+    """What one delivery became: its readings, the cursor it moves, or its quarantine row."""
 
     readings: Sequence[OutboxReading] = ()
     cursors: dict[str, int] = field(default_factory=dict)
@@ -110,8 +110,19 @@ class Intake:
 class CommitResult:
     stored: int
     duplicates: int
-    refused: bool = False
+    accepted: int
+    """How many of the intakes (the oldest) were committed; the rest were refused."""
     reason: str | None = None
+    """Why the rest were refused (the disk budget)."""
+
+
+class _Selection(NamedTuple):
+    accepted: list[Intake]
+    kept: list[OutboxReading]
+    marks: dict[tuple[str, str, str, str], int]
+    adding: int
+    duplicates: int
+    reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,28 +198,53 @@ class EdgeOutbox:
             return f"file system nearly full: {free} bytes free < {self._min_free_bytes}"
         return None
 
-    async def commit(self, intake: Intake, now: datetime | None = None) -> CommitResult:
-        return await self._call(lambda: self._commit(intake, now or datetime.now(UTC)))
+    async def commit(self, intakes: Sequence[Intake], now: datetime | None = None) -> CommitResult:
+        """Commit the oldest intakes that fit the budget, in one transaction."""
+        return await self._call(lambda: self._commit(intakes, now or datetime.now(UTC)))
 
-    def _commit(self, intake: Intake, now: datetime) -> CommitResult:
+    def _fitting(self, intakes: Sequence[Intake]) -> _Selection:
+        """The oldest intakes that fit the budget, their new readings and the filter's new marks."""
         marks: dict[tuple[str, str, str, str], int] = {}
         kept: list[OutboxReading] = []
-        for reading in intake.readings:
-            key, at = _mark(reading)
-            if at <= marks.get(key, self._marks.get(key, -(2**62))):
-                continue
-            marks[key] = at
-            kept.append(reading)
-        duplicates = len(intake.readings) - len(kept)
-        adding = sum(len(reading.body) for reading in kept)
-        reason = self._no_room(adding) if kept else None
+        accepted: list[Intake] = []
+        adding = duplicates = 0
+        reason: str | None = None
+        for intake in intakes:
+            # Oldest first: a delivery that does not fit is refused with every one after it.
+            fresh: list[OutboxReading] = []
+            fresh_marks: dict[tuple[str, str, str, str], int] = {}
+            for reading in intake.readings:
+                key, at = _mark(reading)
+                if at <= fresh_marks.get(key, marks.get(key, self._marks.get(key, -(2**62)))):
+                    continue
+                fresh_marks[key] = at
+                fresh.append(reading)
+            size = sum(len(reading.body) for reading in fresh)
+            if fresh and (reason := self._no_room(adding + size)) is not None:
+                break
+            accepted.append(intake)
+            kept.extend(fresh)
+            marks.update(fresh_marks)
+            adding += size
+            duplicates += len(intake.readings) - len(fresh)
+        return _Selection(accepted, kept, marks, adding, duplicates, reason)
+
+    def _commit(self, intakes: Sequence[Intake], now: datetime) -> CommitResult:
+        accepted, kept, marks, adding, duplicates, reason = self._fitting(intakes)
         db = self._db()
+        refused = len(intakes) - len(accepted)
         if reason is not None:
-            self._bump(db, {"refused_full": len(intake.readings)})
+            self._bump(db, {"refused_full": refused})
             self.full_since = self.full_since or now
             self.full_reason = reason
-            return CommitResult(0, 0, refused=True, reason=reason)
-        counts = {"stored": len(kept), "duplicates_dropped": duplicates, "quarantined": len(intake.quarantine)}
+        cursors: dict[str, int] = {}
+        for intake in accepted:
+            for device_id, sequence in intake.cursors.items():
+                cursors[device_id] = max(sequence, cursors.get(device_id, sequence))
+        quarantine = [entry for intake in accepted for entry in intake.quarantine]
+        if not accepted:
+            return CommitResult(0, 0, 0, reason)
+        counts = {"stored": len(kept), "duplicates_dropped": duplicates, "quarantined": len(quarantine)}
         stamp = micros(now)
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -223,11 +259,11 @@ class EdgeOutbox:
             )
             db.executemany(
                 "INSERT INTO cursors VALUES (?, ?) ON CONFLICT DO UPDATE SET sequence = max(sequence, excluded.sequence)",
-                list(intake.cursors.items()),
+                list(cursors.items()),
             )
             db.executemany(
                 "INSERT INTO quarantine (device_id, channel, payload, reason, detail, taken_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(q.device_id, q.channel, q.payload, q.reason, q.detail, stamp) for q in intake.quarantine],
+                [(q.device_id, q.channel, q.payload, q.reason, q.detail, stamp) for q in quarantine],
             )
             self._bump(db, counts, commit=False)
             db.execute("COMMIT")
@@ -237,12 +273,12 @@ class EdgeOutbox:
         self.bytes_held += adding
         self.depth += len(kept)
         self._marks.update(marks)
-        for device_id, sequence in intake.cursors.items():
+        for device_id, sequence in cursors.items():
             self.cursors[device_id] = max(sequence, self.cursors.get(device_id, sequence))
         self._count(counts)
-        if self.full_since is not None and self._no_room(0) is None:
+        if reason is None and self.full_since is not None and self._no_room(0) is None:
             self.full_since = self.full_reason = None
-        return CommitResult(len(kept), duplicates)
+        return CommitResult(len(kept), duplicates, len(accepted), reason)
 
     async def count_refused(self, count: int) -> None:
         """Values refused without a commit attempt (the rest of a refused Bluetooth connection)."""
