@@ -92,7 +92,11 @@ async def test_a_full_outbox_refuses_at_the_source_loudly_keeps_the_oldest_and_l
         broker.stop()  # no uplink: the outbox fills
         await _until(lambda: hub.counter("refused_full") > 0, 60, "a refusal")
         await asyncio.sleep(3)  # the meter is asked again after each reconnection: still refused
-        held = [orjson.loads(body) for (body,) in hub.query("SELECT body FROM readings ORDER BY seq")]
+        held = [
+            orjson.loads(bytes(body))
+            for (body,) in hub.query("SELECT body FROM readings ORDER BY seq")
+            if isinstance(body, bytes)
+        ]
         size = hub.query("SELECT SUM(size) FROM readings")[0][0]
         cursor = hub.cursor("meter-f")
         assert isinstance(size, int)
