@@ -8,7 +8,6 @@ watches the hub's presence and heartbeat.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -54,7 +53,6 @@ class EdgeSettings(_Section):
     hub_id: str = Field(default="hub-1", pattern=HUB_ID_PATTERN, description="this hub's id: its topics are hubs/<hub_id>/...")
     outbox_path: Path = Field(default=Path("/var/lib/pulsebridge/edge-outbox.db"), description="the local SQLite (WAL) outbox")
     upstream: UpstreamSettings = UpstreamSettings()
-    pack_format: Literal["native", "senml"] = Field(default="native", description="how readings travel upstream")
     pack_readings: int = Field(default=50, ge=1, le=1000, description="most readings in one upstream message")
     packs_in_flight: int = Field(default=4, ge=1, le=100, description="packs awaiting the broker's PUBACK at once")
     outbox_max_bytes: int = Field(

@@ -85,7 +85,7 @@ def create_app(
             jwks_http = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
             runtime = Runtime(settings, store, pipeline, source, build_authenticator(settings.auth, jwks_http))
             app.state.runtime = runtime
-            hubs = HubChannel(store, settings)
+            hubs = HubChannel(store, settings, source)
             runtime.tasks.extend(
                 [
                     asyncio.create_task(pipeline.run(), name="ingest-pipeline"),

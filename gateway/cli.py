@@ -287,9 +287,10 @@ def _mqtt_credentials(settings: GatewaySettings, args: argparse.Namespace) -> No
     from gateway.mqtt_credentials import build_credentials, write_credentials
 
     devices = with_store(settings, lambda store: store.list_devices())
+    hubs = [hub.hub_id for hub in with_store(settings, lambda store: store.list_hubs())]
     gateway_users = args.gateway_user or [settings.mqtt.username or "pulsebridge-gateway"]
-    written = write_credentials(build_credentials([device.device_id for device in devices], gateway_users), args.out)
-    print(f"{len(devices)} device(s), {len(gateway_users)} gateway user(s): {', '.join(str(path) for path in written)}")
+    written = write_credentials(build_credentials([device.device_id for device in devices], gateway_users, hubs), args.out)
+    print(f"{len(devices)} device(s), {len(hubs)} hub(s), {len(gateway_users)} gateway user(s): {', '.join(map(str, written))}")
     print("passwords are in credentials.txt (owner-only): hand each device its own, then delete the file")
 
 

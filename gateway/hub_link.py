@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 
 from device_adapters.mqtt.hub_topics import HubTopics, hub_status_topic
-from device_adapters.mqtt.link import LinkDownError, LinkSettings, MqttLink
+from device_adapters.mqtt.link import LinkDownError
+from device_adapters.mqtt.source import MqttSource
 from device_adapters.readings import Delivery
 from edge_config import GatewaySettings
 from edge_config.hub_config import HubConfig, HubDeviceConfig
@@ -29,19 +30,14 @@ logger = logging.getLogger(__name__)
 
 
 class HubChannel:
-    def __init__(self, store: ObservationStore, settings: GatewaySettings) -> None:
+    def __init__(self, store: ObservationStore, settings: GatewaySettings, source: MqttSource) -> None:
         self._store = store
         self._settings = settings
-        mqtt = settings.mqtt
-        self.link = MqttLink(
-            LinkSettings(
-                host=mqtt.host, port=mqtt.port, client_id=f"{mqtt.client_id or 'pulsebridge-gateway'}-hubs",
-                username=mqtt.username, password=mqtt.password.get_secret_value() if mqtt.password else None,
-                keepalive_seconds=mqtt.keepalive_seconds, reconnect_max_seconds=mqtt.reconnect_max_seconds,
-            ),
-            on_connect=self._forget_published,
-        )  # fmt: skip
+        # The ingest connection publishes too: a second one would need a broker user of its own
+        # (with use_username_as_clientid two connections of one user take each other's session).
+        self._source = source
         self._published: dict[str, str] = {}
+        self._generation = -1
 
     async def handle(self, delivery: Delivery) -> bool:
         """Take a hub status message (True), or leave the delivery to the ingest pipeline (False)."""
@@ -68,10 +64,7 @@ class HubChannel:
     async def _answer_clock(self, hub_id: str, request: dict[str, Any]) -> None:
         reply = {"id": int(request["id"]), "hub_time": str(request["hub_time"]), "gateway_time": datetime.now(UTC).isoformat()}
         with contextlib.suppress(LinkDownError):
-            await self.link.publish(HubTopics(hub_id).clock_reply, orjson.dumps(reply))
-
-    async def _forget_published(self) -> None:
-        self._published.clear()  # a new connection: publish every configuration again (retained, so harmless)
+            await self._source.publish(HubTopics(hub_id).clock_reply, orjson.dumps(reply))
 
     async def configurations(self) -> dict[str, HubConfig]:
         """Every known hub's configuration from the store: its paired devices and their patients now."""
@@ -93,24 +86,23 @@ class HubChannel:
         for hub_id, config in (await self.configurations()).items():
             if self._published.get(hub_id) == config.revision:
                 continue
-            await self.link.publish(HubTopics(hub_id).config, config.payload(), retain=True)
+            await self._source.publish(HubTopics(hub_id).config, config.payload(), retain=True)
             self._published[hub_id] = config.revision
             logger.info("hub %s: configuration %s sent (%d device(s))", hub_id, config.revision, len(config.devices))
             sent += 1
         return sent
 
     async def run(self) -> None:
-        link = asyncio.create_task(self.link.run(), name="hub-link")
-        try:
-            while True:
-                await self.link.wait_connected()
-                with contextlib.suppress(LinkDownError):
-                    await self.publish_configurations()
-                await asyncio.sleep(self._settings.edge.config_publish_seconds)
-        finally:
-            link.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await link
+        while True:
+            await asyncio.sleep(self._settings.edge.config_publish_seconds)
+            if not self._source.connected:
+                continue
+            if self._source.generation != self._generation:
+                # A new connection: publish every configuration again (retained, so harmless).
+                self._generation = self._source.generation
+                self._published.clear()
+            with contextlib.suppress(LinkDownError):
+                await self.publish_configurations()
 
 
 def heartbeat_from(hub_id: str, document: dict[str, Any], received_at: datetime) -> HubHeartbeat:

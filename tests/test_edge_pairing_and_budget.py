@@ -15,9 +15,11 @@ import aiomqtt
 import orjson
 
 from edge_config import DatabaseSettings
+from gateway.mqtt_credentials import build_credentials, write_credentials
 from gateway.storage import open_store
 from tests.edge_support import HubProcess, RestartableBroker, central_count
 from tests.fake_glucose import write_meters
+from tests.services import mosquitto
 from tests.test_edge_hub import _gateway, _seed, _until
 
 METER_A, METER_B = "AA:00:00:00:09:0A", "AA:00:00:00:09:0B"
@@ -136,3 +138,50 @@ async def _heard_from(store: object) -> bool:
 async def _offline(store: object) -> bool:
     hubs = await store.list_hubs()  # type: ignore[attr-defined]
     return bool(hubs) and not hubs[0].online
+
+
+async def test_a_hub_speaks_only_for_itself_on_a_broker_with_the_generated_acl(timescale_url: str, tmp_path: Path) -> None:
+    await _seed(
+        timescale_url, [("hub-acl", "meter-acl", METER_A, "patient-acl"), ("hub-other", "meter-other", METER_B, "patient-other")]
+    )
+    credentials = build_credentials([], ["gw-acl"], ["hub-acl", "hub-other"])
+    folder = tmp_path / "acl"
+    write_credentials(credentials, folder)
+    passwords = credentials.passwords
+    meters = tmp_path / "meters.json"
+    write_meters(meters, {METER_A: {"count": 4, "delay": 0}, METER_B: {"count": 0, "delay": 0}})
+    extra = f"password_file {folder / 'passwd'}\nacl_file {folder / 'acl'}\nuse_username_as_clientid true\n"
+    with mosquitto(tmp_path, extra, anonymous=False) as port:
+        gateway = _gateway(tmp_path, timescale_url, port, "gw-acl")
+        gateway._env |= {"PULSEBRIDGE_MQTT__USERNAME": "gw-acl", "PULSEBRIDGE_MQTT__PASSWORD": passwords["gw-acl"]}
+        hub = HubProcess(tmp_path, "hub-acl", port, meters, {"PULSEBRIDGE_EDGE__UPSTREAM__PASSWORD": passwords["hub-acl"]})
+        store = await open_store(DatabaseSettings(url=timescale_url))
+        try:
+            gateway.start()
+            gateway.wait_healthy()
+            hub.start()  # its configuration, presence, heartbeat, clock and packs all pass the ACL
+            await _until(lambda: _count(timescale_url, "patient-acl", 4), 60, "the hub's records")
+            await _until(lambda: _skew_known(store), 30, "the hub's clock skew, from a heartbeat after a clock reply")
+            # hub-other's user writes on hub-acl's topic (the broker drops it) and for a device not its own (quarantined).
+            reading = {"type": "blood_glucose", "value": 95, "unit": "mg/dL", "time": "2026-11-22T10:00:00Z"}
+            for topic, payload in (
+                ("hubs/hub-acl/devices/meter-acl/readings", [reading]),
+                ("hubs/hub-other/devices/meter-acl/readings", [reading]),
+            ):
+                async with aiomqtt.Client("127.0.0.1", port, username="hub-other", password=passwords["hub-other"],
+                                          protocol=aiomqtt.ProtocolVersion.V5) as client:  # fmt: skip
+                    await client.publish(topic, orjson.dumps(payload), qos=1)
+            await _until(lambda: _quarantined(store), 30, "hub-other's reading for a device it is not paired with")
+            await asyncio.sleep(1)
+            (row,) = await store.list_quarantine(10)
+            assert (row.reason, row.channel) == ("unpaired_device", "hubs/hub-other/devices/meter-acl/readings")
+            assert await central_count(timescale_url, "patient-acl") == 4
+        finally:
+            hub.stop()
+            gateway.stop()
+            await store.close()
+
+
+async def _skew_known(store: object) -> bool:
+    hubs = await store.list_hubs()  # type: ignore[attr-defined]
+    return any(hub.hub_id == "hub-acl" and hub.clock_skew_seconds is not None for hub in hubs)

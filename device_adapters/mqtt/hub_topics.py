@@ -49,9 +49,9 @@ class HubTopics:
     def clock_reply(self) -> str:
         return f"{HUB_ROOT}/{self.hub_id}/clock/reply"
 
-    def readings(self, device_id: str, pack_format: str = "native") -> str:
-        suffix = SENML_SUFFIX if pack_format == "senml" else TOPIC_SUFFIX
-        return f"{HUB_ROOT}/{self.hub_id}/devices/{device_id}{suffix}"
+    def readings(self, device_id: str) -> str:
+        """Where a hub forwards native v1 packs (the gateway also reads SenML packs on ``.../senml``)."""
+        return f"{HUB_ROOT}/{self.hub_id}/devices/{device_id}{TOPIC_SUFFIX}"
 
 
 def is_hub_topic(topic: str) -> bool:

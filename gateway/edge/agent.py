@@ -76,6 +76,7 @@ class EdgeAgent:
         )
         self._ble: BleSessionManager | None = None
         self._ble_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         decoders: dict[str, FrameDecoder] = {BLE_SOURCE: BleFrameDecoder(self._clocks), "mqtt": MqttFrameDecoder(settings.ingest)}
         self.intake = EdgeIntake(outbox, decoders, self._allowlist, self._connection_of, queue_size=settings.ingest.queue_size)
         upstream = settings.edge.upstream
@@ -146,7 +147,10 @@ class EdgeAgent:
         self._ble_task = self._ble = None
 
     async def _on_connect(self) -> None:
-        asyncio.get_running_loop().create_task(self._announce())
+        # Not awaited here: the link's loop must go on reading to receive the PUBACKs it waits for.
+        task = asyncio.get_running_loop().create_task(self._announce())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _announce(self) -> None:
         with contextlib.suppress(LinkDownError):

@@ -34,6 +34,7 @@ class ClockProbe:
         self._asked: dict[int, datetime] = {}
         self.skew_seconds: float | None = None
         self.checked_at: datetime | None = None
+        self._saving: set[asyncio.Task[None]] = set()
 
     @property
     def alarm(self) -> bool:
@@ -72,4 +73,6 @@ class ClockProbe:
         if self.alarm:
             logger.warning("hub clock is %.3f s off the gateway's (alarm above %.1f s)", -self.skew_seconds, self._alarm_seconds)
         state = {"skew_seconds": self.skew_seconds, "checked_at": received.isoformat()}
-        asyncio.get_running_loop().create_task(self._outbox.save_state(CLOCK_STATE, orjson.dumps(state)))
+        task = asyncio.get_running_loop().create_task(self._outbox.save_state(CLOCK_STATE, orjson.dumps(state)))
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
