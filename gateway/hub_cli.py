@@ -25,7 +25,9 @@ def add_hub_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     pair = hubs.add_parser("pair", help="pair a registered device with a hub (the hub gets it within seconds)")
     pair.add_argument("hub_id")
     pair.add_argument("device_id")
-    pair.add_argument("--address", required=True, help="the device's Bluetooth address")
+    pair.add_argument(
+        "--address", required=True, help="the device's Bluetooth address, or `mqtt` for a Wi-Fi device on the hub's local broker"
+    )
     config_argument(pair)
     unpair = hubs.add_parser("unpair", help="the hub stops connecting to the device; its readings via the hub are refused")
     unpair.add_argument("hub_id")

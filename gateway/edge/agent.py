@@ -40,6 +40,8 @@ from gateway.pipeline import FrameDecoder, MqttFrameDecoder
 
 logger = logging.getLogger(__name__)
 CONFIG_STATE = "config"
+LOCAL_BROKER_ADDRESS = "mqtt"
+"""The address of a paired device that publishes to the hub's local broker instead of speaking Bluetooth."""
 
 
 @dataclass(slots=True)
@@ -132,7 +134,7 @@ class EdgeAgent:
             self.forwarder.wake.set()
 
     def _start_ble(self) -> None:
-        devices = [PairedDevice(device.device_id, device.address) for device in self.config.devices]
+        devices = [PairedDevice(d.device_id, d.address) for d in self.config.devices if d.address != LOCAL_BROKER_ADDRESS]
         if not devices:
             return
         self._ble = BleSessionManager(
