@@ -30,6 +30,7 @@ from gateway.api.audit_trail import router as audit_router
 from gateway.api.errors import install_error_handlers, install_url_guard
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
+from gateway.api.hubs import router as hubs_router
 from gateway.api.inbox import router as inbox_router
 from gateway.api.ingest import install_ingest
 from gateway.api.pairing import router as pairing_router
@@ -130,16 +131,21 @@ def create_app(
     install_error_handlers(app)
     install_audit_trail(app)
     install_url_guard(app)
+    _include_routers(app)
+    install_ingest(app, settings.ingest)
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
     app.include_router(audit_router)
     app.include_router(fhir_router)
     app.include_router(registry_router)
     app.include_router(health_router)
     app.include_router(admin_router)
+    app.include_router(hubs_router)
     app.include_router(vitals_router)
     app.include_router(pairing_router)
     app.include_router(inbox_router)
-    install_ingest(app, settings.ingest)
-    return app
 
 
 async def _reload_templates(watcher: TemplateWatcher, decoder: MqttFrameDecoder, source: MqttSource) -> None:
