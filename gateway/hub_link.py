@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from device_adapters.errors import StorageError
 from device_adapters.mqtt.hub_topics import HubTopics, hub_status_topic
 from device_adapters.mqtt.link import LinkDownError
 from device_adapters.mqtt.source import MqttSource
@@ -58,6 +59,10 @@ class HubChannel:
         except (orjson.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
             # A status message is not a reading: nothing to quarantine, and it must not block the stream.
             logger.warning("hub %s: %s message ignored: %s", hub_id, what, exc)
+        except StorageError as exc:
+            # Not acknowledged: the broker sends it again with the session; the next heartbeat supersedes it anyway.
+            logger.warning("hub %s: %s not recorded (%s)", hub_id, what, exc)
+            return True
         delivery.ack()
         return True
 
