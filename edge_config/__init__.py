@@ -1,6 +1,7 @@
 """Typed configuration: the schema, its loader and the bundled defaults."""
 
 from edge_config.destinations import DestinationSettings
+from edge_config.edge import EdgeSettings, UpstreamSettings
 from edge_config.settings import (
     DEFAULT_CONFIG_PATH,
     ApiSettings,
@@ -23,11 +24,13 @@ __all__ = [
     "DashboardSettings",
     "DatabaseSettings",
     "DestinationSettings",
+    "EdgeSettings",
     "EventSettings",
     "GatewaySettings",
     "HttpSettings",
     "IngestSettings",
     "MaintenanceSettings",
     "MqttSettings",
+    "UpstreamSettings",
     "load_settings",
 ]

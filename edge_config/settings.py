@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from device_adapters.errors import ConfigError
 from edge_config.alert_settings import AlertSettings
 from edge_config.destinations import DestinationSettings
+from edge_config.edge import EdgeSettings
 
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "defaults" / "gateway.yaml"
 
@@ -283,6 +284,7 @@ class GatewaySettings(BaseSettings):
     events: EventSettings = EventSettings()
     dashboard: DashboardSettings = DashboardSettings()
     alerts: AlertSettings = AlertSettings()
+    edge: EdgeSettings = EdgeSettings()
     destinations: list[DestinationSettings] = Field(
         default_factory=list, description="EHRs to push to: each new reading is queued once per destination that accepts it"
     )

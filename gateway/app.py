@@ -35,6 +35,7 @@ from gateway.api.corrections import router as corrections_router
 from gateway.api.errors import install_error_handlers, install_url_guard
 from gateway.api.fhir import router as fhir_router
 from gateway.api.health import router as health_router
+from gateway.api.hubs import router as hubs_router
 from gateway.api.inbox import router as inbox_router
 from gateway.api.ingest import install_ingest
 from gateway.api.outbox import router as outbox_router
@@ -44,6 +45,7 @@ from gateway.api.vitals import router as vitals_router
 from gateway.auth.service import build_authenticator
 from gateway.dashboard import install_dashboard
 from gateway.events import EventBus
+from gateway.hub_link import HubChannel
 from gateway.maintenance import check_retention, maintenance_loop
 from gateway.pipeline import IngestPipeline, MqttFrameDecoder, decoders_for, mapper_for, mqtt_topic_filters
 from gateway.push.service import push_tasks
@@ -63,9 +65,10 @@ def _real_connector() -> Connector:
     return connect_with_retries
 
 
-async def _feed(source: AsyncIterable[Delivery], pipeline: IngestPipeline) -> None:
+async def _feed(source: AsyncIterable[Delivery], pipeline: IngestPipeline, hubs: HubChannel | None = None) -> None:
     async for delivery in source:
-        await pipeline.submit(delivery)
+        if hubs is None or not await hubs.handle(delivery):
+            await pipeline.submit(delivery)
 
 
 def create_app(
@@ -97,10 +100,12 @@ def create_app(
             alerts = await stack.enter_async_context(alert_service(settings.alerts, store, events))
             runtime = Runtime(settings, store, pipeline, source, build_authenticator(settings.auth, jwks_http), events, alerts)
             app.state.runtime = runtime
+            hubs = HubChannel(store, settings, source)
             runtime.tasks.extend(
                 [
                     asyncio.create_task(pipeline.run(), name="ingest-pipeline"),
-                    asyncio.create_task(_feed(source, pipeline), name="mqtt-source"),
+                    asyncio.create_task(_feed(source, pipeline, hubs), name="mqtt-source"),
+                    asyncio.create_task(hubs.run(), name="hub-configuration"),
                     *alerts.start(),
                 ],
             )
@@ -131,7 +136,7 @@ def create_app(
     install_url_guard(app)
     for router in (
         audit_router, fhir_router, registry_router, health_router, admin_router, outbox_router, vitals_router, pairing_router,
-        inbox_router, alerts_router, flags_router, consent_router, corrections_router,
+        inbox_router, alerts_router, flags_router, consent_router, corrections_router, hubs_router,
     ):  # fmt: skip
         app.include_router(router)
     install_ingest(app, settings.ingest)

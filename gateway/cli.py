@@ -21,6 +21,7 @@ from gateway.access_cli import ACCESS_COMMANDS, add_access_commands, run_access
 from gateway.auth.tokens import Role
 from gateway.cli_support import UsageError, with_store
 from gateway.cli_support import config_argument as _config_argument
+from gateway.hub_cli import HUB_COMMANDS, add_hub_commands, run_hub_command
 from gateway.outbox_cli import add_outbox_commands, run_outbox
 from gateway.pipeline import mapper_for
 from gateway.storage import ObservationStore
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_tools(commands)
     add_access_commands(commands)
+    add_hub_commands(commands)
     return parser
 
 
@@ -159,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.command == "outbox":
             run_outbox(args)
+        elif args.command in HUB_COMMANDS:
+            run_hub_command(args)
         else:
             (run_access if args.command in ACCESS_COMMANDS else _dispatch)(args)
     except PulseBridgeError as exc:
@@ -312,9 +316,10 @@ def _mqtt_credentials(settings: GatewaySettings, args: argparse.Namespace) -> No
     from gateway.mqtt_credentials import build_credentials, write_credentials
 
     devices = with_store(settings, lambda store: store.list_devices())
+    hubs = [hub.hub_id for hub in with_store(settings, lambda store: store.list_hubs())]
     gateway_users = args.gateway_user or [settings.mqtt.username or "pulsebridge-gateway"]
-    written = write_credentials(build_credentials([device.device_id for device in devices], gateway_users), args.out)
-    print(f"{len(devices)} device(s), {len(gateway_users)} gateway user(s): {', '.join(str(path) for path in written)}")
+    written = write_credentials(build_credentials([device.device_id for device in devices], gateway_users, hubs), args.out)
+    print(f"{len(devices)} device(s), {len(hubs)} hub(s), {len(gateway_users)} gateway user(s): {', '.join(map(str, written))}")
     print("passwords are in credentials.txt (owner-only): hand each device its own, then delete the file")
 
 

@@ -21,6 +21,13 @@ from device_adapters.ble.context import ClockBook
 from device_adapters.ble.decoder import SOURCE as BLE_SOURCE
 from device_adapters.ble.decoder import BleFrameDecoder
 from device_adapters.errors import DecodeError, IdentityError, InputRejectedError, ReasonCode, StorageError
+from device_adapters.mqtt.hub_topics import (
+    HUB_READINGS_SUBSCRIPTION,
+    HUB_SENML_SUBSCRIPTION,
+    HUB_STATUS_SUBSCRIPTIONS,
+    hub_and_device,
+    is_hub_topic,
+)
 from device_adapters.mqtt.native import (
     SENML_SUBSCRIPTION,
     SENML_SUFFIX,
@@ -94,7 +101,8 @@ def mqtt_topic_filters(settings: GatewaySettings, templates: TemplateSet | None 
     """What the gateway subscribes to: one topic filter per payload format it reads."""
     theengs = [theengs_subscription(settings.mqtt.theengs_base_topic)] if settings.mqtt.theengs_base_topic else []
     mapped = [template.topic for template in templates.templates] if templates is not None else []
-    return [SUBSCRIPTION, SENML_SUBSCRIPTION, *theengs, *mapped]
+    hubs = [HUB_READINGS_SUBSCRIPTION, HUB_SENML_SUBSCRIPTION, *HUB_STATUS_SUBSCRIPTIONS]
+    return [SUBSCRIPTION, SENML_SUBSCRIPTION, *hubs, *theengs, *mapped]
 
 
 class FrameDecoder(Protocol):
@@ -121,6 +129,27 @@ class SenmlFrameDecoder:
             frame.payload, device_id, received_at=frame.received_at, max_payload_bytes=self._max_payload_bytes,
             max_records=self._max_records,
         )  # fmt: skip
+
+
+class HubFrameDecoder:
+    """Packs an edge hub forwards on ``hubs/<hub>/devices/<device>/readings|senml`` (native or SenML)."""
+
+    def __init__(self, settings: IngestSettings) -> None:
+        self._native = NativeFrameDecoder(settings)
+        self._senml = SenmlFrameDecoder(settings)
+
+    def device_id(self, frame: RawFrame) -> str:
+        found = hub_and_device(frame.channel)
+        if found is None:
+            raise DecodeError(
+                ReasonCode.MALFORMED_FRAME, f"topic {frame.channel!r} is not hubs/{{hub}}/devices/{{device}}/readings"
+            )
+        return found[1]
+
+    def decode(self, frame: RawFrame, device_id: str) -> FrameDecode:
+        if frame.channel.endswith(SENML_SUFFIX):
+            return self._senml.decode(frame, device_id)
+        return self._native.decode(frame, device_id)
 
 
 class TemplateFrameDecoder:
@@ -163,9 +192,12 @@ class MqttFrameDecoder:
         self._senml = SenmlFrameDecoder(settings)
         self._theengs = TheengsMqttDecoder(settings.max_payload_bytes)
         self._theengs_base = theengs_base_topic
+        self._hub = HubFrameDecoder(settings)
         self.templates = TemplateFrameDecoder(settings, templates or TemplateSet(templates=[]))
 
     def _format(self, frame: RawFrame) -> FrameDecoder:
+        if is_hub_topic(frame.channel):
+            return self._hub
         if self._theengs_base is not None and is_theengs_topic(self._theengs_base, frame.channel):
             return self._theengs
         if frame.channel.endswith(SENML_SUFFIX):
@@ -352,9 +384,27 @@ class IngestPipeline:
         prepared = await self._prepare(batch)
         return prepared.observations, prepared.quarantine
 
+    async def _paired_with_hubs(self, frames: list[DecodedFrame], prepared: PreparedBatch) -> list[DecodedFrame]:
+        """A hub speaks only for the devices paired with it: the others' readings are quarantined, not attributed."""
+        via = {item.position: hub_and_device(item.frame.channel) for item in frames if item.frame.source == "mqtt"}
+        hubs = {found[0] for found in via.values() if found is not None}
+        if not hubs:
+            return frames
+        paired = {(device.hub_id, device.device_id) for device in await self._store.hub_devices(hubs)}
+        kept: list[DecodedFrame] = []
+        for item in frames:
+            found = via.get(item.position)
+            if found is None or found in paired:
+                kept.append(item)
+                continue
+            error = IdentityError(ReasonCode.UNPAIRED_DEVICE, f"device {found[1]!r} is not paired with hub {found[0]!r}")
+            for reading in item.decoded.readings:
+                prepared.reject(item.position, quarantine_entry(item.frame, item.device_id, error, reading.index))
+        return kept
+
     async def _prepare(self, batch: Sequence[Delivery]) -> PreparedBatch:
         prepared = PreparedBatch()
-        frames = self._decode(batch, prepared)
+        frames = await self._paired_with_hubs(self._decode(batch, prepared), prepared)
         registrations = await self._store.registrations({item.device_id for item in frames})
         inputs: list[MappingInput] = []
         origins: list[tuple[DecodedFrame, int]] = []

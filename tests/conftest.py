@@ -16,7 +16,7 @@ from tests.services import ADMIN_DSN, SERVICES_HINT, mosquitto
 # TRUNCATE is not a row event: the append-only trigger on audit_events lets it through.
 _TABLES = (
     "observations, quarantine, device_assignments, devices, patients, outbox, audit_events, observation_rollups_hourly, "
-    "maintenance_state, accounts, care_teams, care_team_members, care_team_patients, caregiver_delegations, "
+    "maintenance_state, hubs, hub_devices, accounts, care_teams, care_team_members, care_team_patients, caregiver_delegations, "
     "patient_identifiers, device_user_slots, pairing_codes, device_credentials, alerts, alert_rules, consents, consent_events, "
     "observation_corrections, account_passwords"
 )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -22,44 +21,9 @@ from fhir_mapper.validation import validate_resource
 from gateway.pipeline import IngestPipeline
 from gateway.storage import ObservationQuery, ObservationStore
 from tests.fake_ble import FakePeripheral, connect_fake
+from tests.fake_glucose import GlucoseMeter
 
 BLOOD_PRESSURE = 0x1810
-GLUCOSE = 0x1808
-
-
-class GlucoseMeter(FakePeripheral):
-    """Keeps ``count`` stored records; answers RACP report requests; can lose the link mid-transfer."""
-
-    def __init__(self, address: str, count: int, drop_after: int | None) -> None:
-        super().__init__(address, GLUCOSE, {0x2A18: ["notify"], 0x2A52: ["write", "indicate"], 0x2A29: ["read"], 0x2A2B: ["read"]},
-                         {0x2A29: b"Acme Health", 0x2A2B: bytes.fromhex("E8 07 03 0F 12 00 00 05 00 00")})  # fmt: skip
-        self.count = count
-        self.drop_after = drop_after
-        self.requests: list[bytes] = []
-        self.sent = 0
-
-    def record(self, sequence: int) -> bytes:
-        taken = datetime(2024, 3, 15, 7, 45) + timedelta(minutes=sequence)  # noqa: DTZ001 - a BLE device clock has no zone
-        stamp = taken.year.to_bytes(2, "little") + bytes([taken.month, taken.day, taken.hour, taken.minute, taken.second])
-        return b"\x02" + sequence.to_bytes(2, "little") + stamp + bytes.fromhex("5F B0 11")  # 95 mg/dL, capillary, finger
-
-    async def on_write(self, uuid16: int, data: bytes) -> None:
-        await super().on_write(uuid16, data)
-        if uuid16 == 0x2A52:
-            self.requests.append(data)
-            start = 1 if data == b"\x01\x01" else int.from_bytes(data[3:5], "little")
-            asyncio.get_running_loop().create_task(self._transfer(start))
-
-    async def _transfer(self, start: int) -> None:
-        for sent_now, sequence in enumerate(range(start, self.count + 1)):
-            if self.drop_after is not None and sent_now == self.drop_after:
-                self.drop_after = None  # loses the link once
-                self.drop_link()
-                return
-            self.notify(0x2A18, self.record(sequence))
-            self.sent += 1
-            await asyncio.sleep(0)
-        self.notify(0x2A52, b"\x06\x00\x01\x01")
 
 
 @contextlib.asynccontextmanager

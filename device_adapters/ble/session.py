@@ -90,6 +90,13 @@ Connector = Callable[[PairedDevice, Callable[[], None]], Awaitable[BleakClient]]
 """Connect one device, calling the callback when the link drops; returns the connected client."""
 
 
+def stored_record_sequence(uuid16: int, payload: bytes) -> int | None:
+    """The sequence number of a Glucose Measurement (the RACP cursor's unit); None for other values."""
+    if uuid16 == GLUCOSE_MEASUREMENT and len(payload) >= _SEQUENCE_END:
+        return int.from_bytes(payload[1:_SEQUENCE_END], "little")
+    return None
+
+
 def racp_request_after(cursor: int | None) -> bytes:
     """Report the stored records after ``cursor`` (all of them when nothing was committed yet)."""
     return report_all_records() if cursor is None else report_records_from(min(cursor + 1, 0xFFFF))
@@ -242,11 +249,7 @@ class BleSessionManager:
     ) -> None:
         payload = bytes(data)
         frame = RawFrame(SOURCE, channel_for(device.device_id, uuid), payload, datetime.now(UTC))
-        sequence = (
-            int.from_bytes(payload[1:_SEQUENCE_END], "little")
-            if uuid == GLUCOSE_MEASUREMENT and len(payload) >= _SEQUENCE_END
-            else None
-        )
+        sequence = stored_record_sequence(uuid, payload)
         try:
             queue.put_nowait(Delivery(frame, functools.partial(self._committed, device.device_id, sequence)))
         except asyncio.QueueFull:

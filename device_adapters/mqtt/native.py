@@ -35,7 +35,15 @@ DEFAULT_MAX_READINGS = 1_000
 
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _COMPONENT = re.compile(r"[a-z][a-z0-9_]{0,31}")
-_FIELDS = frozenset({"type", "value", "components", "absent", "unit", "time", "duration", "site", "status", "device_id"})
+_FIELDS = frozenset(
+    {"type", "value", "components", "absent", "unit", "time", "duration", "site", "status", "device_id", "device_time", "user",
+     "device_status"}
+)  # fmt: skip
+# A zone-less device clock as the device reported it (Bluetooth): what the reading key is made of.
+_DEVICE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+_MAX_USER = 255
+_STATUS_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_MAX_STATUS_DISPLAY = 128
 _MAX_DURATION = Decimal(31 * 24 * 3600)
 _MAX_UNIT_CHARS = 32
 _MAX_COMPONENTS = 8
@@ -95,11 +103,16 @@ def decode_payload(
 
 def encode_readings(readings: Sequence[Reading]) -> bytes:
     """Encode readings as a native v1 payload (a single object when there is one)."""
-    objects = [_reading_object(reading) for reading in readings]
+    objects = [reading_object(reading) for reading in readings]
     return dumps(objects[0] if len(objects) == 1 else objects)
 
 
-def _reading_object(reading: Reading) -> dict[str, object]:
+def encode_reading(reading: Reading) -> bytes:
+    """One reading object: an edge hub keeps each so, and joins them into packs as JSON arrays."""
+    return dumps(reading_object(reading))
+
+
+def reading_object(reading: Reading) -> dict[str, object]:
     obj: dict[str, object] = {"type": reading.kind}
     if reading.quantity is not None:
         obj["value"] = reading.quantity.value
@@ -116,6 +129,13 @@ def _reading_object(reading: Reading) -> dict[str, object]:
         obj["site"] = reading.site
     if reading.flags:
         obj["status"] = sorted(flag.value for flag in reading.flags)
+    # Edge hubs forward Bluetooth readings: without these the gateway would key and attribute them differently.
+    if reading.device_time is not None:
+        obj["device_time"] = reading.device_time
+    if reading.user is not None:
+        obj["user"] = reading.user
+    if reading.status_codes:
+        obj["device_status"] = [{"code": code, "display": display} for code, display in reading.status_codes]
     return obj
 
 
@@ -141,6 +161,7 @@ def _reading(item: object, device_id: str, index: int) -> Reading:
     site = _name(item.get("site"), f"{where}: 'site'")
     duration = _duration(item.get("duration"), where)
     flags = _flags(item.get("status"), where)
+    device_time, user, status_codes = _device_fields(item, where)
     shapes = [name for name in ("value", "components", "absent") if name in item]
     if len(shapes) != 1:
         raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: give exactly one of 'value', 'components' or 'absent'")
@@ -160,8 +181,33 @@ def _reading(item: object, device_id: str, index: int) -> Reading:
         else:
             components = _components(item["components"], unit, where)
     return Reading(
-        device_id, kind, time, quantity, components, index=index, absent=absent, site=site, duration=duration, flags=flags
-    )
+        device_id, kind, time, quantity, components, index=index, absent=absent, site=site, duration=duration, flags=flags,
+        device_time=device_time, user=user, status_codes=status_codes,
+    )  # fmt: skip
+
+
+def _device_fields(item: dict[str, Any], where: str) -> tuple[str | None, int | None, tuple[tuple[str, str], ...]]:
+    """The device's own clock text, user slot and status bits (sent by edge hubs for Bluetooth readings)."""
+    device_time = item.get("device_time")
+    if device_time is not None and not (isinstance(device_time, str) and _DEVICE_TIME.fullmatch(device_time)):
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'device_time' must be YYYY-MM-DDThh:mm:ss (no zone)")
+    user = item.get("user")
+    if user is not None and not (isinstance(user, Decimal) and user == user.to_integral_value() and 0 <= user <= _MAX_USER):
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'user' must be an integer from 0 to {_MAX_USER}")
+    raw_status = item.get("device_status", [])
+    status: list[tuple[str, str]] = []
+    if not isinstance(raw_status, list):
+        raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'device_status' must be a list of {{code, display}}")
+    for entry in raw_status:
+        code = entry.get("code") if isinstance(entry, dict) else None
+        display = entry.get("display") if isinstance(entry, dict) else None
+        if (
+            not (isinstance(code, str) and _STATUS_CODE.fullmatch(code) and isinstance(display, str))
+            or len(display) > _MAX_STATUS_DISPLAY
+        ):
+            raise DecodeError(ReasonCode.MALFORMED_FRAME, f"{where}: 'device_status' must be a list of {{code, display}}")
+        status.append((code, display))
+    return device_time, None if user is None else int(user), tuple(status)
 
 
 def _name(raw: object, what: str) -> str | None:

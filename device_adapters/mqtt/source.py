@@ -19,11 +19,13 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from device_adapters.mqtt.link import LinkDownError
 from device_adapters.mqtt.manual_ack import acknowledge, enable_manual_ack
 from device_adapters.readings import Delivery, RawFrame
 from edge_config import MqttSettings
 
 logger = logging.getLogger(__name__)
+PUBLISH_TIMEOUT_SECONDS = 30.0
 
 
 class MqttSource:
@@ -102,6 +104,21 @@ class MqttSource:
         if self._client is not None and self.connected:
             for subscription in new:
                 await self._client.subscribe(subscription, qos=self._settings.qos)
+
+    @property
+    def generation(self) -> int:
+        """Counts connections: a new value means a new session on the broker."""
+        return self._generation
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """QoS 1 on this connection (the gateway's answers to hubs); raises LinkDownError when not acknowledged."""
+        client = self._client
+        if client is None or not self.connected:
+            raise LinkDownError(f"not connected to {self._settings.host}:{self._settings.port}")
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=PUBLISH_TIMEOUT_SECONDS)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            raise LinkDownError(f"publish to {topic} not acknowledged: {exc}") from exc
 
     def _acknowledge(self, generation: int, mid: int, qos: int) -> None:
         # A message from an earlier connection is redelivered by the broker; its message id may

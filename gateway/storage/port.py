@@ -19,6 +19,7 @@ from gateway.storage.alerts import AlertStore
 from gateway.storage.consent import ConsentMode, ConsentRecord, ConsentStatus
 from gateway.storage.corrections import CorrectionOutcome, ObservationStatus, Reviser
 from gateway.storage.dashboard_port import DashboardStore
+from gateway.storage.hubs import HubDevice, HubHeartbeat, HubRecord
 from gateway.storage.outbox import DeadLetter, OutboxBacklog, OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 
 if TYPE_CHECKING:
@@ -589,6 +590,24 @@ class ObservationStore(DashboardStore, Protocol):
         outbox row for the reading, and whose consent allows it now, gets an ``update`` row.
         """
         ...
+
+    # -- edge hubs (gateway/storage/hubs.py) -----------------------------------------------------
+
+    async def pair_hub_device(self, hub_id: str, device_id: str, address: str, now: datetime) -> None:
+        """Pair a registered device with a hub (moving it from another hub); RegistryError when unknown."""
+        ...
+
+    async def unpair_hub_device(self, hub_id: str, device_id: str) -> bool: ...
+
+    async def hub_devices(self, hub_ids: Collection[str] | None = None) -> list[HubDevice]:
+        """Devices paired with these hubs (every hub's when None)."""
+        ...
+
+    async def record_hub_presence(self, hub_id: str, online: bool, at: datetime) -> None: ...  # noqa: FBT001 - the state itself
+
+    async def record_hub_heartbeat(self, beat: HubHeartbeat) -> None: ...
+
+    async def list_hubs(self) -> list[HubRecord]: ...
 
 
 async def open_store(settings: DatabaseSettings) -> ObservationStore:

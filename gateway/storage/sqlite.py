@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from device_adapters.errors import RegistryError, StorageError, StorageUnavailableError
-from gateway.storage import sqlite_access, sqlite_consent, sqlite_dashboard, sqlite_outbox, sqlite_vitals
+from gateway.storage import sqlite_access, sqlite_consent, sqlite_dashboard, sqlite_hubs, sqlite_outbox, sqlite_vitals
 from gateway.storage.consent import ConsentMode, ConsentRecord, ConsentStatus
 from gateway.storage.corrections import CorrectionOutcome, Reviser
 from gateway.storage.dashboard_port import ActivityQuery, PatientActivity
@@ -29,6 +29,7 @@ from gateway.storage.filters import (
     observation_where,
     patient_where,
 )
+from gateway.storage.hubs import HubDevice, HubHeartbeat, HubRecord
 from gateway.storage.migrations import migrations, sqlite_statements
 from gateway.storage.outbox import DeadLetter, OutboxBacklog, OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 from gateway.storage.port import (
@@ -582,6 +583,26 @@ class SqliteStore:
         self, reading_key: uuid.UUID, revise: Reviser, destinations: Mapping[str, ConsentMode], now: datetime
     ) -> CorrectionOutcome | None:
         return await self._write(sqlite_consent.correct_observation, reading_key, revise, destinations, now)
+
+    # -- edge hubs (SQL in sqlite_hubs) ------------------------------------------------------------
+
+    async def pair_hub_device(self, hub_id: str, device_id: str, address: str, now: datetime) -> None:
+        return await self._write(sqlite_hubs.pair, hub_id, device_id, address, now)
+
+    async def unpair_hub_device(self, hub_id: str, device_id: str) -> bool:
+        return await self._write(sqlite_hubs.unpair, hub_id, device_id)
+
+    async def hub_devices(self, hub_ids: Collection[str] | None = None) -> list[HubDevice]:
+        return await self._read(sqlite_hubs.devices, None if hub_ids is None else set(hub_ids))
+
+    async def record_hub_presence(self, hub_id: str, online: bool, at: datetime) -> None:  # noqa: FBT001 - the state itself
+        return await self._write(sqlite_hubs.presence, hub_id, online, at)
+
+    async def record_hub_heartbeat(self, beat: HubHeartbeat) -> None:
+        return await self._write(sqlite_hubs.heartbeat, beat)
+
+    async def list_hubs(self) -> list[HubRecord]:
+        return await self._read(sqlite_hubs.hubs)
 
 
 def _stored(row: sqlite3.Row) -> StoredObservation:

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Self
 import asyncpg
 
 from device_adapters.errors import RegistryError, StorageError, StorageUnavailableError
-from gateway.storage import timescale_access, timescale_consent, timescale_dashboard, timescale_outbox, timescale_vitals
+from gateway.storage import (
+    timescale_access,
+    timescale_consent,
+    timescale_dashboard,
+    timescale_hubs,
+    timescale_outbox,
+    timescale_vitals,
+)
 from gateway.storage.consent import ConsentMode, ConsentRecord, ConsentStatus
 from gateway.storage.corrections import CorrectionOutcome, Reviser
 from gateway.storage.dashboard_port import ActivityQuery, PatientActivity
@@ -30,6 +37,7 @@ from gateway.storage.filters import (
     observation_where,
     patient_where,
 )
+from gateway.storage.hubs import HubDevice, HubHeartbeat, HubRecord
 from gateway.storage.migrations import migrations
 from gateway.storage.outbox import DeadLetter, OutboxBacklog, OutboxCount, OutboxEntry, OutboxItem, OutboxOutcome
 from gateway.storage.port import (
@@ -570,3 +578,29 @@ class TimescaleStore:
     ) -> CorrectionOutcome | None:
         async with _translated("correct an observation"):
             return await timescale_consent.correct_observation(self._pool, reading_key, revise, destinations, now)
+
+    # -- edge hubs ---------------------------------------------------------------------------------
+
+    async def pair_hub_device(self, hub_id: str, device_id: str, address: str, now: datetime) -> None:
+        async with _translated("pair a device with a hub"):
+            await timescale_hubs.pair(self._pool, hub_id, device_id, address, now)
+
+    async def unpair_hub_device(self, hub_id: str, device_id: str) -> bool:
+        async with _translated("unpair a device from a hub"):
+            return await timescale_hubs.unpair(self._pool, hub_id, device_id)
+
+    async def hub_devices(self, hub_ids: Collection[str] | None = None) -> list[HubDevice]:
+        async with _translated("read hub pairings"):
+            return await timescale_hubs.devices(self._pool, hub_ids)
+
+    async def record_hub_presence(self, hub_id: str, online: bool, at: datetime) -> None:  # noqa: FBT001 - the state itself
+        async with _translated("record a hub's presence"):
+            await timescale_hubs.presence(self._pool, hub_id, online, at)
+
+    async def record_hub_heartbeat(self, beat: HubHeartbeat) -> None:
+        async with _translated("record a hub's heartbeat"):
+            await timescale_hubs.heartbeat(self._pool, beat)
+
+    async def list_hubs(self) -> list[HubRecord]:
+        async with _translated("list hubs"):
+            return await timescale_hubs.hubs(self._pool)

@@ -1,0 +1,1 @@
+"""The edge hub: ``pulsebridge edge`` (local outbox, intake, forwarding, presence, remote configuration)."""
