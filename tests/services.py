@@ -55,30 +55,58 @@ def mosquitto_binary() -> str:
     return found
 
 
+class PrivateMosquitto:
+    """A Mosquitto of our own on a fixed free port: it can be SIGKILLed and started again on that port."""
+
+    def __init__(self, folder: Path, extra_config: str = "", *, anonymous: bool = True, persistence: bool = False) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.config = folder / f"mosquitto-{self.port}.conf"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            f"allow_anonymous {'true' if anonymous else 'false'}\n"
+            f"persistence {'true' if persistence else 'false'}\n"
+            f"persistence_location {folder}/\n"
+            f"persistence_file mosquitto-{self.port}.db\n"
+            # Test files live in root-only temp folders: keep the private broker's user (it binds loopback only).
+            f"{'user root' + chr(10) if os.geteuid() == 0 else ''}"
+            # The broker's default of 1000 queued messages per offline session silently drops.
+            "max_queued_messages 0\n"
+            f"{extra_config}",
+        )
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with (self.folder / f"mosquitto-{self.port}.log").open("ab") as log:
+            self._process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port)
+
+    def kill(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGKILL)
+        self._process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+
+
+@contextmanager
+def mosquitto_broker(folder: Path, extra_config: str = "", *, anonymous: bool = True, persistence: bool = False) -> Iterator[PrivateMosquitto]:
+    broker = PrivateMosquitto(folder, extra_config, anonymous=anonymous, persistence=persistence)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 @contextmanager
 def mosquitto(folder: Path, extra_config: str = "", *, anonymous: bool = True) -> Iterator[int]:
     """A private Mosquitto on a free loopback port, stopped by its PID afterwards."""
-    port = free_port()
-    config = folder / f"mosquitto-{port}.conf"
-    config.write_text(
-        f"listener {port} 127.0.0.1\n"
-        f"allow_anonymous {'true' if anonymous else 'false'}\n"
-        "persistence false\n"
-        # Test files live in root-only temp folders: keep the private broker's user (it binds loopback only).
-        f"{'user root' + chr(10) if os.geteuid() == 0 else ''}"
-        # The broker's default of 1000 queued messages per offline session silently drops.
-        "max_queued_messages 0\n"
-        f"{extra_config}",
-    )
-    log = (folder / f"mosquitto-{port}.log").open("wb")
-    process = subprocess.Popen([mosquitto_binary(), "-c", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+    with mosquitto_broker(folder, extra_config, anonymous=anonymous) as broker:
+        yield broker.port
 
 
 class GatewayProcess:

@@ -92,6 +92,11 @@ class Fleet:
     sent: SentLedger = field(default_factory=SentLedger)
     next_index: dict[str, int] = field(default_factory=dict)
     publishes: int = 0
+    accepted_at: list[tuple[float, int]] = field(default_factory=list)
+    """(monotonic time, readings) of every PUBACK: what a broker crash can have taken since its last save."""
+
+    def accepted_since(self, moment: float) -> int:
+        return sum(count for at, count in self.accepted_at if at >= moment)
 
     def pack(self, device: str) -> tuple[list[Reading], list[str]]:
         first = self.next_index.get(device, 0)
@@ -137,6 +142,7 @@ class Fleet:
                 await asyncio.sleep(0.5)
             else:
                 self.sent.accepted.update(keys)
+                self.accepted_at.append((time.monotonic(), len(keys)))
                 self.publishes += 1
                 return client
 
