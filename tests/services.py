@@ -93,7 +93,9 @@ class PrivateMosquitto:
 
 
 @contextmanager
-def mosquitto_broker(folder: Path, extra_config: str = "", *, anonymous: bool = True, persistence: bool = False) -> Iterator[PrivateMosquitto]:
+def mosquitto_broker(
+    folder: Path, extra_config: str = "", *, anonymous: bool = True, persistence: bool = False
+) -> Iterator[PrivateMosquitto]:
     broker = PrivateMosquitto(folder, extra_config, anonymous=anonymous, persistence=persistence)
     broker.start()
     try:
@@ -203,8 +205,12 @@ class PrivatePostgres:
         subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120)
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=timescaledb -c fsync=off"
-        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"), "-w", "start")
+        options = (
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=timescaledb -c fsync=off"
+        )
+        self._as_postgres(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"), "-w", "start"
+        )
 
     def crash(self) -> None:
         """``pg_ctl stop -m immediate``: no checkpoint, crash recovery at the next start."""

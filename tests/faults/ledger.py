@@ -97,7 +97,10 @@ async def take_ledger(
         outbox = await connection.fetch(
             "SELECT status, count(*) AS n FROM outbox WHERE destination = $1 GROUP BY status", destination
         )
-        outbox_keys = {r["key"] for r in await connection.fetch("SELECT reading_key::text AS key FROM outbox WHERE destination = $1", destination)}
+        outbox_keys = {
+            r["key"]
+            for r in await connection.fetch("SELECT reading_key::text AS key FROM outbox WHERE destination = $1", destination)
+        }
     finally:
         await connection.close()
     keys = [row["key"] for row in rows]

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import truncate
 from tests.faults.ledger import take_ledger
 from tests.faults.support import Fleet, gateway_env, healthy, register_fleet, size, stored_keys, wait_pushed, wait_stored
-from tests.conftest import truncate
 from tests.fhir_receiver import FhirReceiver
 from tests.services import GatewayProcess, mosquitto_broker
 
@@ -40,7 +40,9 @@ async def test_s4_broker_sigkilled_mid_stream(timescale_url: str, tmp_path: Path
         broker_started = time.monotonic()
         async with FhirReceiver() as receiver:
             patient_of = await register_fleet(timescale_url, [f"s4-dev-{n}" for n in range(DEVICES)], receiver)
-            env = gateway_env(timescale_url, broker.port, f"s4-gateway-{config}", receiver, PULSEBRIDGE_MQTT__RECONNECT_MAX_SECONDS="1")
+            env = gateway_env(
+                timescale_url, broker.port, f"s4-gateway-{config}", receiver, PULSEBRIDGE_MQTT__RECONNECT_MAX_SECONDS="1"
+            )
             gateway = GatewayProcess(tmp_path, env)
             gateway.start()
             try:

@@ -17,7 +17,18 @@ import pytest
 from tests.conftest import truncate
 from tests.faults.ledger import take_ledger
 from tests.faults.proxy import TcpProxy
-from tests.faults.support import Fleet, gateway_env, healthy, metric, register_fleet, scrape, stored_keys, size, wait_pushed, wait_stored
+from tests.faults.support import (
+    Fleet,
+    gateway_env,
+    healthy,
+    metric,
+    register_fleet,
+    scrape,
+    size,
+    stored_keys,
+    wait_pushed,
+    wait_stored,
+)
 from tests.fhir_receiver import FhirReceiver
 from tests.services import GatewayProcess, mosquitto
 

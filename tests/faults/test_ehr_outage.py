@@ -55,7 +55,13 @@ async def test_s9_an_ehr_outage_under_steady_ingest_is_held_in_the_outbox_and_dr
                     while (elapsed := time.monotonic() - outage_started) < OUTAGE_SECONDS:
                         await asyncio.sleep(min(5.0, OUTAGE_SECONDS - elapsed))
                         rss.append(rss_kib(gateway.pid))
-                        ages.append(metric((await api.get("/metrics")).text, "pulsebridge_outbox_oldest_pending_age_seconds", destination="ehr"))
+                        ages.append(
+                            metric(
+                                (await api.get("/metrics")).text,
+                                "pulsebridge_outbox_oldest_pending_age_seconds",
+                                destination="ehr",
+                            )
+                        )
                         read = await api.get("/fhir/Observation", params={"patient": patient_of[DEVICE], "_count": "1"})
                         assert read.status_code == 200  # care teams still read while the EHR is away
                     backlog = metric((await api.get("/metrics")).text, "pulsebridge_outbox_pending", destination="ehr")

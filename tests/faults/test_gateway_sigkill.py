@@ -60,7 +60,9 @@ async def test_s1_gateway_sigkilled_three_times_in_flight(timescale_url: str, tm
                 await healthy(gateway)
                 fleet = Fleet(port, patient_of, per_message=PER_MESSAGE)
                 messages = READINGS // DEVICES // PER_MESSAGE
-                publishing = asyncio.create_task(fleet.run(messages, interval=SECONDS / messages, connect_within=SECONDS / messages))
+                publishing = asyncio.create_task(
+                    fleet.run(messages, interval=SECONDS / messages, connect_within=SECONDS / messages)
+                )
                 for kill in range(1, KILLS + 1):
                     await wait_stored(timescale_url, READINGS * kill // (KILLS + 2), timeout=600)
                     assert not publishing.done(), "the devices finished before the kill"
