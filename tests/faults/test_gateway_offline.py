@@ -21,7 +21,7 @@ from tests.fhir_receiver import FhirReceiver
 from tests.services import GatewayProcess, mosquitto
 
 DEVICES = int(size("s3_devices", 200, 20))
-OFFLINE_SECONDS = size("s3_offline_seconds", 300, 10)
+OFFLINE_SECONDS = size("s3_offline_seconds", 180, 10)
 CAPPED_OFFLINE_SECONDS = size("s3_capped_offline_seconds", 20, 10)
 DRAIN_RATE = 1_000
 QUEUES = {"broker-default-1000": "max_queued_messages 1000\n", "sized": ""}
