@@ -54,6 +54,19 @@ async def committed_rate(url: str, seconds: float) -> float:
     return (await stored_keys(url) - first) / (time.monotonic() - began)
 
 
+async def slow_database(url: str, link: TcpProxy) -> tuple[float, float, float | None]:
+    """Committed readings/s before, during 500 ms of latency, and how soon after it they are back to 90%."""
+    baseline = await committed_rate(url, 10)
+    link.latency = 0.5
+    slow = await committed_rate(url, LATENCY_SECONDS)
+    link.latency = 0.0
+    removed = time.monotonic()
+    while time.monotonic() - removed < 60:
+        if await committed_rate(url, 5) >= 0.9 * baseline:
+            return baseline, slow, time.monotonic() - removed
+    return baseline, slow, None
+
+
 async def test_s15_reconnect_storm_then_slow_database(timescale_url: str, tmp_path: Path) -> None:
     await truncate(timescale_url)
     database = urlparse(timescale_url).path.lstrip("/")
@@ -96,15 +109,7 @@ async def test_s15_reconnect_storm_then_slow_database(timescale_url: str, tmp_pa
             load = asyncio.gather(
                 *(steady_fleet.device(d, 10**9, interval=STEADY_DEVICES / STEADY_RATE, stop=stop) for d in steady)
             )
-            baseline = await committed_rate(timescale_url, 10)
-            link.latency = 0.5
-            slow = await committed_rate(timescale_url, LATENCY_SECONDS)
-            link.latency = 0.0
-            removed = time.monotonic()
-            recovered_after = None
-            while recovered_after is None and time.monotonic() - removed < 60:
-                if await committed_rate(timescale_url, 5) >= 0.9 * baseline:
-                    recovered_after = time.monotonic() - removed
+            baseline, slow, recovered_after = await slow_database(timescale_url, link)
             stop.set()
             await load
             await wait_stored(timescale_url, len(storm_fleet.sent.accepted) + len(steady_fleet.sent.accepted), timeout=300)
