@@ -54,6 +54,21 @@ async def committed_rate(url: str, seconds: float) -> float:
     return (await stored_keys(url) - first) / (time.monotonic() - began)
 
 
+async def watch(gateway: GatewayProcess, samples: list[tuple[float, float, int]], done: asyncio.Event) -> None:
+    """Every second: unacknowledged deliveries, ingest queue depth and RSS of the gateway."""
+    assert gateway.pid is not None
+    while not done.is_set():
+        text = await scrape(gateway)
+        samples.append(
+            (
+                metric(text, "pulsebridge_unacknowledged_in_flight"),
+                metric(text, "pulsebridge_ingest_queue_depth"),
+                rss_kib(gateway.pid),
+            )
+        )
+        await asyncio.sleep(1.0)
+
+
 async def slow_database(url: str, link: TcpProxy) -> tuple[float, float, float | None]:
     """Committed readings/s before, during 500 ms of latency, and how soon after it they are back to 90%."""
     baseline = await committed_rate(url, 10)
@@ -80,24 +95,10 @@ async def test_s15_reconnect_storm_then_slow_database(timescale_url: str, tmp_pa
         env = gateway_env(f"postgresql://root@127.0.0.1:{link.port}/{database}", port, "s15-gateway", receiver)
         gateway = GatewayProcess(tmp_path, env)
         gateway.start()
-        watching = True
-
-        async def watch() -> None:
-            assert gateway.pid is not None
-            while watching:
-                text = await scrape(gateway)
-                samples.append(
-                    (
-                        metric(text, "pulsebridge_unacknowledged_in_flight"),
-                        metric(text, "pulsebridge_ingest_queue_depth"),
-                        rss_kib(gateway.pid),
-                    )
-                )
-                await asyncio.sleep(1.0)
-
+        watching = asyncio.Event()
         try:
             await healthy(gateway)
-            watcher = asyncio.create_task(watch())
+            watcher = asyncio.create_task(watch(gateway, samples, watching))
             storm_fleet = Fleet(port, {d: patient_of[d] for d in storm}, give_up_seconds=300)
             began = time.monotonic()
             await storm_fleet.run(BUFFERED, connect_within=10.0)
@@ -115,10 +116,10 @@ async def test_s15_reconnect_storm_then_slow_database(timescale_url: str, tmp_pa
             await wait_stored(timescale_url, len(storm_fleet.sent.accepted) + len(steady_fleet.sent.accepted), timeout=300)
             await wait_pushed(timescale_url, timeout=600)
             dropped = await broker_counter(port)
-            watching = False
+            watching.set()
             await watcher
         finally:
-            watching = False
+            watching.set()
             gateway.stop()
         sent = storm_fleet.sent
         sent.generated |= steady_fleet.sent.generated
