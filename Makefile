@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: setup services venv fixtures check lint types test demo serve bench clean
+.PHONY: setup services venv fixtures check lint types test faults demo serve bench clean
 
 setup: services venv fixtures
 
@@ -31,8 +31,14 @@ types: venv
 
 check: lint types
 
+# `make test` runs the fault suite's quick subset (tests/faults, marked quick) at small sizes.
 test: setup check
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The whole fault suite of reliability.md at full size, each scenario printing its ledger
+# (sizes: PULSEBRIDGE_FAULT_<NAME> variables, see tests/faults/).
+faults: setup
+	PULSEBRIDGE_FAULTS=full $(BIN)/pytest tests/faults -m faults -s -p no:cacheprovider $(PYTEST_ARGS)
 
 # Mapping throughput, then read latency on a 10-million-row TimescaleDB with ingest beside it
 # (the first run loads the pulsebridge_bench database: a few minutes; later runs reuse it).

@@ -55,30 +55,60 @@ def mosquitto_binary() -> str:
     return found
 
 
+class PrivateMosquitto:
+    """A Mosquitto of our own on a fixed free port: it can be SIGKILLed and started again on that port."""
+
+    def __init__(self, folder: Path, extra_config: str = "", *, anonymous: bool = True, persistence: bool = False) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.config = folder / f"mosquitto-{self.port}.conf"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            f"allow_anonymous {'true' if anonymous else 'false'}\n"
+            f"persistence {'true' if persistence else 'false'}\n"
+            f"persistence_location {folder}/\n"
+            f"persistence_file mosquitto-{self.port}.db\n"
+            # Test files live in root-only temp folders: keep the private broker's user (it binds loopback only).
+            f"{'user root' + chr(10) if os.geteuid() == 0 else ''}"
+            # The broker's default of 1000 queued messages per offline session silently drops.
+            "max_queued_messages 0\n"
+            f"{extra_config}",
+        )
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with (self.folder / f"mosquitto-{self.port}.log").open("ab") as log:
+            self._process = subprocess.Popen([mosquitto_binary(), "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port)
+
+    def kill(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGKILL)
+        self._process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+
+
+@contextmanager
+def mosquitto_broker(
+    folder: Path, extra_config: str = "", *, anonymous: bool = True, persistence: bool = False
+) -> Iterator[PrivateMosquitto]:
+    broker = PrivateMosquitto(folder, extra_config, anonymous=anonymous, persistence=persistence)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 @contextmanager
 def mosquitto(folder: Path, extra_config: str = "", *, anonymous: bool = True) -> Iterator[int]:
     """A private Mosquitto on a free loopback port, stopped by its PID afterwards."""
-    port = free_port()
-    config = folder / f"mosquitto-{port}.conf"
-    config.write_text(
-        f"listener {port} 127.0.0.1\n"
-        f"allow_anonymous {'true' if anonymous else 'false'}\n"
-        "persistence false\n"
-        # Test files live in root-only temp folders: keep the private broker's user (it binds loopback only).
-        f"{'user root' + chr(10) if os.geteuid() == 0 else ''}"
-        # The broker's default of 1000 queued messages per offline session silently drops.
-        "max_queued_messages 0\n"
-        f"{extra_config}",
-    )
-    log = (folder / f"mosquitto-{port}.log").open("wb")
-    process = subprocess.Popen([mosquitto_binary(), "-c", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+    with mosquitto_broker(folder, extra_config, anonymous=anonymous) as broker:
+        yield broker.port
 
 
 class GatewayProcess:
@@ -130,6 +160,10 @@ class GatewayProcess:
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def kill(self) -> None:
         assert self._process is not None
         self._process.send_signal(signal.SIGKILL)
@@ -158,28 +192,53 @@ def cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
+class PrivatePostgres:
+    """A PostgreSQL 15 cluster of our own (TimescaleDB preloaded, trust auth), to pause, crash and restart."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.data = folder / "data"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, *command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=timescaledb -c fsync=off"
+        )
+        self._as_postgres(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"), "-w", "start"
+        )
+
+    def crash(self) -> None:
+        """``pg_ctl stop -m immediate``: no checkpoint, crash recovery at the next start."""
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+
 @contextmanager
-def private_postgres() -> Iterator[str]:
-    """A PostgreSQL 15 cluster of our own (TimescaleDB preloaded, trust auth) for tests that pause or crash it."""
+def private_postgres_cluster() -> Iterator[PrivatePostgres]:
     if not (PG_BIN / "initdb").exists():
         raise RuntimeError(f"PostgreSQL 15 binaries not found in {PG_BIN}: {SERVICES_HINT}")
     folder = Path(tempfile.mkdtemp(prefix="pulsebridge-pg-"))
     shutil.chown(folder, "postgres", "postgres")
-    data = folder / "data"
-    port = free_port()
-
-    def as_postgres(*command: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120)
-
+    cluster = PrivatePostgres(folder)
     try:
-        as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "--no-sync")
-        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=timescaledb -c fsync=off"
-        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start")
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        cluster._as_postgres(str(PG_BIN / "initdb"), "-D", str(cluster.data), "--auth=trust", "-U", "postgres", "--no-sync")
+        cluster.start()
+        yield cluster
     finally:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
-            as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+            cluster.crash()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres() -> Iterator[str]:
+    """A private cluster's URL, for tests that pause or crash it."""
+    with private_postgres_cluster() as cluster:
+        yield cluster.url
 
 
 def postgres_pids(url: str) -> list[int]:
