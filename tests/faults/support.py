@@ -50,7 +50,7 @@ def destination(receiver: FhirReceiver, **overrides: Any) -> str:
         "retry_cap_seconds": 5,
         "breaker_cool_down_seconds": 2,
         "poll_seconds": 0.2,
-        # A killed gateway's claimed rows wait out their lease (3 x timeout + 10 s, twice): keep it short.
+        # A killed gateway's claimed rows wait out their lease (2 x timeout + 15 s): keep it short.
         "timeout_seconds": 2,
     } | overrides
     return orjson.dumps([settings]).decode()

@@ -2,7 +2,7 @@
 
 A real gateway process ingests a steady MQTT stream; the FHIR receiver standing in for the EHR is
 stopped for ``PULSEBRIDGE_FAULT_S9_OUTAGE_SECONDS`` (``make faults``: 600, the issue's ten
-minutes; ``make test``: 20). The backlog must live in the outbox only (gateway memory flat), the
+minutes, in ``make test`` as well). The backlog must live in the outbox only (gateway memory flat), the
 outbox-age metric must rise, the API must keep serving, and after the EHR is back everything
 drains: every reading once.
 """
@@ -22,7 +22,8 @@ from tests.faults.support import Fleet, gateway_env, healthy, metric, register_f
 from tests.fhir_receiver import FhirReceiver
 from tests.services import GatewayProcess, mosquitto, rss_kib
 
-OUTAGE_SECONDS = size("s9_outage_seconds", 600, 20)
+# Ten minutes in `make test` too: it is the EHR push issue's own done-when.
+OUTAGE_SECONDS = size("s9_outage_seconds", 600, 600)
 RATE = 20  # readings per second, one per message
 DEVICE = "s9-watch"
 
