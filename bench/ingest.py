@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import statistics
 import tempfile
 import time
@@ -44,6 +45,8 @@ from bench.ingest_support import (
     database_pids,
     machine,
     pid_of_config,
+    profile_summary,
+    profiler,
     rss_mb,
     scrape,
     steady_rate,
@@ -199,13 +202,20 @@ async def through_gateway(bench: Bench, per_message: int, readings: int, process
     try:
         await started(gateways)
         cpu = await bench.cpu_window(gateways)
+        profile = (bench.args.profile or bench.folder) / f"gateway-{per_message}-{processes}.txt"
+        spy = [profiler(gateways[0].pid, profile)] if bench.args.profile and gateways[0].pid else []
         cpu.start()
         began = time.monotonic()
         publishers = Publishers.start(bench.port, bench.args.publishers, readings // per_message, per_message)
-        with stopped_on_exit(publishers.processes):
+        with stopped_on_exit(publishers.processes + spy):
             progress = await bench.until_stored(gateways, readings, cpu)
             reports = await asyncio.to_thread(publishers.results, bench.args.timeout)
+            for process in spy:
+                process.send_signal(signal.SIGINT)  # py-spy writes its output when interrupted
+                await asyncio.to_thread(process.wait, 30)
         cores = cpu.stop({"publishers": publishers_cpu(reports)})
+        if spy:
+            emit({"profile": f"gateway, {per_message} reading(s) per message", **profile_summary(profile)})
         overall = readings / (progress.samples[-1][0] - began)
     finally:
         stop_all(gateways)
@@ -231,7 +241,7 @@ async def latency(bench: Bench, rate: int) -> dict[str, object]:
         before = await scrape(bench.http, gateway.base_url)
         publishers = Publishers.start(bench.port, bench.args.publishers, messages, 1, rate=rate)
         connection = await asyncpg.connect(bench.url)
-        clock, sequence, began = Clock(), 0, time.monotonic()
+        clock, sequence, began, largest = Clock(), 0, time.monotonic(), 0.0
         with stopped_on_exit(publishers.processes):
             while any(process.poll() is None for process in publishers.processes) or outstanding:
                 if publishers.processes[0].poll() is None and time.monotonic() - began > sequence * PROBE_EVERY:
@@ -240,6 +250,7 @@ async def latency(bench: Bench, rate: int) -> dict[str, object]:
                     outstanding[micros] = time.monotonic() - began
                     sequence += 1
                 probe.read_acks(0)
+                largest = max(largest, rss_mb(gateway.pid or 0))
                 if outstanding:
                     polled = time.time()
                     oldest = _EPOCH + timedelta(microseconds=min(outstanding))
@@ -267,7 +278,7 @@ async def latency(bench: Bench, rate: int) -> dict[str, object]:
             "p50_ms": round(cut[49] * 1000, 1), "p95_ms": round(cut[94] * 1000, 1), "p99_ms": round(cut[98] * 1000, 1),
             "max_ms": round(latencies[-1] * 1000, 1), "target_p99_ms": TARGET_P99_MS,
             "target_met": cut[98] * 1000 <= TARGET_P99_MS,
-            "gateway_histogram_receive_to_commit_p99_le_s": gateway_p99,
+            "gateway_histogram_receive_to_commit_p99_le_s": gateway_p99, "gateway_rss_max_mb": round(largest),
             "ledger": await bench.ledger(messages + sequence, acked + probe.acked)}  # fmt: skip
 
 
@@ -341,18 +352,24 @@ async def run(args: argparse.Namespace) -> None:
             broker = pid_of_config(Path(folder) / f"mosquitto-{port}.conf")
             async with httpx.AsyncClient() as http:
                 bench = Bench(args, Path(folder), port, broker, url, http)
-                emit(await raw_copy(bench))
-                results = {}
-                for per_message, readings in ((1, args.readings), (100, args.pack_readings)):
-                    bare = await bare_receive(bench, per_message, readings)
-                    emit(bare)
-                    results[per_message] = await through_gateway(bench, per_message, readings)
-                    emit(results[per_message])
-                    _summary(results[per_message], bare, per_message)
-                if args.shared:
+                phases = set(args.only.split(","))
+                if "copy" in phases:
+                    emit(await raw_copy(bench))
+                single_rate = args.latency_rate
+                for phase, per_message, readings in (("single", 1, args.readings), ("packs", 100, args.pack_readings)):
+                    if phase in phases:
+                        bare = await bare_receive(bench, per_message, readings)
+                        emit(bare)
+                        result = await through_gateway(bench, per_message, readings)
+                        emit(result)
+                        _summary(result, bare, per_message)
+                        single_rate = int(str(result["committed_per_s"])) if per_message == 1 else single_rate
+                if "shared" in phases:
                     emit(await through_gateway(bench, 1, args.readings, processes=2))
-                emit(await latency(bench, int(str(results[1]["committed_per_s"])) // 2))
-                emit(await backlog(bench, args.backlog))
+                if "latency" in phases:
+                    emit(await latency(bench, single_rate // 2))
+                if "backlog" in phases:
+                    emit(await backlog(bench, args.backlog))
                 emit({"broker": "messages dropped ($SYS/broker/publish/messages/dropped)", "dropped": await broker_dropped(port)})
     finally:
         await drop_database(args.database)
@@ -367,10 +384,11 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument("--warm-up", type=float, default=2.0, help="seconds of probes not counted at the start")
     parser.add_argument("--publishers", type=int, default=4, help="publisher processes")
-    parser.add_argument("--shared", action=argparse.BooleanOptionalAction, default=True,
-                        help="also run two gateways on a shared subscription")  # fmt: skip
+    parser.add_argument("--latency-rate", type=int, default=10_000, help="twice the latency run's rate when 'single' is not run")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a phase may take before the run fails")
     parser.add_argument("--database", default="pulsebridge_bench_ingest")
+    parser.add_argument("--profile", type=Path, help="sample the gateway with py-spy into this folder; print where its time goes")
+    parser.add_argument("--only", default="copy,single,packs,shared,latency,backlog", help="comma-separated phases to run")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -198,3 +198,30 @@ def stopped_on_exit(processes: list[subprocess.Popen[str]]) -> Iterator[None]:
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=10)
+
+
+def profiler(pid: int, output: Path) -> subprocess.Popen[str]:
+    """py-spy sampling the gateway in raw (collapsed stacks) form, without pausing it."""
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+               "--nonblocking", "--output", str(output)]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def profile_summary(collapsed: Path, top: int = 15) -> dict[str, object]:
+    """Where the gateway's samples went: the functions most often on top of the stack, and most often anywhere on it."""
+    own: dict[str, int] = {}
+    anywhere: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [re.sub(r" \((?:.*/)?([^/]+)\)$", r" (\1)", frame) for frame in stack.split(";")]
+        samples = int(count)
+        total += samples
+        own[frames[-1]] = own.get(frames[-1], 0) + samples
+        for frame in set(frames):
+            anywhere[frame] = anywhere.get(frame, 0) + samples
+
+    def share(table: dict[str, int]) -> dict[str, float]:
+        return {frame: round(count / total, 3) for frame, count in sorted(table.items(), key=lambda item: -item[1])[:top]}
+
+    return {"samples": total, "self": share(own), "inclusive": share(anywhere)}
