@@ -81,6 +81,8 @@ class PreparedBatch:
     """Accepted items of all-or-nothing frames, stored only if no item of their frame was rejected."""
     atomic: set[int] = field(default_factory=set)
     """Positions of the all-or-nothing frames."""
+    reporting: bool = True
+    """Whether a source is told per item (HTTP); MQTT and Bluetooth are not, and skip an outcome per stored reading."""
 
     def reject(self, position: int, entry: QuarantineEntry) -> None:
         self.quarantine.append(entry)
@@ -94,7 +96,8 @@ class PreparedBatch:
 
     def _store(self, position: int, index: int, observation: MappedObservation) -> None:
         self.observations.append(observation)
-        self.items.setdefault(position, []).append(ItemOutcome(index, ItemStatus.CREATED, observation))
+        if self.reporting:
+            self.items.setdefault(position, []).append(ItemOutcome(index, ItemStatus.CREATED, observation))
 
     def release_held(self) -> None:
         """Store the all-or-nothing frames none of whose items was rejected; the others store nothing."""

@@ -235,7 +235,7 @@ class IngestPipeline:
         # Counted once queued: a submit cancelled while the queue was full (an HTTP post that
         # timed out) never reaches the pipeline, which would never take it off the gauge.
         # No await since the put, so the pipeline cannot take it off before it is counted.
-        self.metrics.received.labels(delivery.frame.source).inc()
+        self.metrics.received_from(delivery.frame.source).inc()
         self.metrics.unacknowledged.inc()
 
     async def run(self) -> None:
@@ -325,7 +325,8 @@ class IngestPipeline:
         return frames
 
     async def _store_batch(self, batch: Sequence[Delivery]) -> tuple[WriteResult, dict[int, FrameReport]]:
-        prepared = await self._prepare(batch)
+        reporting = any(isinstance(d, ReportingDelivery) for d in batch)
+        prepared = await self._prepare(batch, reporting=reporting)
         result = await self._store.write_batch(prepared.observations, prepared.quarantine, self._outbox(prepared.observations))
         self.stats.frames += len(batch)
         self.stats.batches += 1
@@ -333,15 +334,15 @@ class IngestPipeline:
         self.stats.duplicates += result.duplicates
         self.stats.quarantined += result.quarantined
         self.metrics.committed(batch, result.inserted, result.duplicates, [entry.reason for entry in prepared.quarantine])
-        return result, prepared.reports(result) if any(isinstance(d, ReportingDelivery) for d in batch) else {}
+        return result, prepared.reports(result) if reporting else {}
 
     async def prepare(self, batch: Sequence[Delivery]) -> tuple[list[MappedObservation], list[QuarantineEntry]]:
         """What ``batch`` becomes: Observations to store and inputs to quarantine (reads the registry, writes nothing)."""
         prepared = await self._prepare(batch)
         return prepared.observations, prepared.quarantine
 
-    async def _prepare(self, batch: Sequence[Delivery]) -> PreparedBatch:
-        prepared = PreparedBatch()
+    async def _prepare(self, batch: Sequence[Delivery], *, reporting: bool = False) -> PreparedBatch:
+        prepared = PreparedBatch(reporting=reporting)
         frames = self._decode(batch, prepared)
         registrations = await self._store.registrations({item.device_id for item in frames})
         inputs: list[MappingInput] = []
