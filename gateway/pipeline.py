@@ -239,10 +239,27 @@ class IngestPipeline:
         self.metrics.unacknowledged.inc()
 
     async def run(self) -> None:
-        """Take batches from the queue and store them, forever."""
-        while True:
-            batch = await self._next_batch()
-            await self.store_until_committed(batch)
+        """Take batches from the queue and store them, forever.
+
+        While one batch is written, the next is taken and prepared (decoded, attributed, mapped):
+        the gateway's CPU work overlaps the database's. Writes still run one at a time, in order,
+        so a batch is acknowledged only after it and every batch before it committed.
+        """
+        writing: asyncio.Task[WriteResult] | None = None
+        try:
+            while True:
+                batch = await self._next_batch()
+                try:
+                    prepared: PreparedBatch | None = await self._prepare(batch, reporting=_reporting(batch))
+                except StorageError:
+                    prepared = None  # the registry is unreachable: the write prepares it again, with its retries
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self.store_until_committed(batch, prepared), name="ingest-write")
+        finally:
+            if writing is not None:
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
 
     async def _next_batch(self) -> list[Delivery]:
         batch = [await self._queue.get()]
@@ -260,13 +277,17 @@ class IngestPipeline:
                     break
         return batch
 
-    async def store_until_committed(self, batch: Sequence[Delivery]) -> WriteResult:
-        """Store ``batch`` in one transaction, retrying while the store fails; then ack it."""
+    async def store_until_committed(self, batch: Sequence[Delivery], prepared: PreparedBatch | None = None) -> WriteResult:
+        """Store ``batch`` in one transaction, retrying while the store fails; then ack it.
+
+        ``prepared`` is what :meth:`_prepare` made of the batch already; a retry prepares it again.
+        """
         backoff = 0.1
         while True:
             try:
-                result, reports = await self._store_batch(batch)
+                result, reports = await self._store_batch(batch, prepared)
             except StorageError as exc:
+                prepared = None
                 self.stats.store_failures += 1
                 self.metrics.store_failures.inc()
                 logger.warning("storing a batch of %d frames failed (%s); retrying in %.1f s", len(batch), exc, backoff)
@@ -324,9 +345,12 @@ class IngestPipeline:
                 frames.append(DecodedFrame(delivery.frame, device_id, decoded, position))
         return frames
 
-    async def _store_batch(self, batch: Sequence[Delivery]) -> tuple[WriteResult, dict[int, FrameReport]]:
-        reporting = any(isinstance(d, ReportingDelivery) for d in batch)
-        prepared = await self._prepare(batch, reporting=reporting)
+    async def _store_batch(
+        self, batch: Sequence[Delivery], prepared: PreparedBatch | None = None
+    ) -> tuple[WriteResult, dict[int, FrameReport]]:
+        reporting = _reporting(batch)
+        if prepared is None:
+            prepared = await self._prepare(batch, reporting=reporting)
         result = await self._store.write_batch(prepared.observations, prepared.quarantine, self._outbox(prepared.observations))
         self.stats.frames += len(batch)
         self.stats.batches += 1
@@ -386,3 +410,8 @@ class IngestPipeline:
             prepared.accept(item, index, observation)
         prepared.release_held()
         return prepared
+
+
+def _reporting(batch: Sequence[Delivery]) -> bool:
+    """Whether a source in the batch is told per item (HTTP), so per-item outcomes must be kept."""
+    return any(isinstance(delivery, ReportingDelivery) for delivery in batch)
