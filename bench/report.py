@@ -78,6 +78,7 @@ def main() -> None:
     )
     mapping = [line for line in lines if line.get("bench") == "mapping" and "path" in line]
     queries = [line for line in lines if line.get("bench") == "queries" and "query" in line]
+    rows = next((line["observations"] for line in lines if line.get("bench") == "queries" and "load" in line), None)
     out = [
         "# Benchmark results",
         "",
@@ -95,7 +96,7 @@ def main() -> None:
         "|---|---|",
         *[f"| {line['path']} | {line['observations_per_s']:,} |" for line in mapping],
         "",
-        "## Query latency on 10 million rows",
+        f"## Query latency on {rows:,} rows" if rows else "## Query latency",
         "",
         "| query | phase | p50 ms | p95 ms | max ms | p95 < 50 ms",
         "|---|---|---|---|---|---",
