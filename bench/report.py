@@ -70,7 +70,7 @@ def _ingest(lines: list[dict[str, Any]]) -> list[str]:
 
 def main() -> None:
     lines = [orjson.loads(text) for text in Path(sys.argv[1]).read_text().splitlines() if text.startswith("{")]
-    machine = next((line["machine"] for line in lines if "machine" in line), {})
+    machine = next((line["machine"] for line in lines if isinstance(line.get("machine"), dict)), {})
     described = (
         f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('memory_gib')} GiB, Python "
         f"{machine.get('python')}, {machine.get('broker')}, PostgreSQL 15 + TimescaleDB; broker, database, gateway and "
