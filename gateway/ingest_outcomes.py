@@ -83,6 +83,8 @@ class PreparedBatch:
     """Positions of the all-or-nothing frames."""
     device_ids: dict[str, str] = field(default_factory=dict)
     """Each accepted reading key's device, for the live events of what the batch stored."""
+    reporting: bool = True
+    """Whether a source is told per item (HTTP); MQTT and Bluetooth are not, and skip an outcome per stored reading."""
 
     def reject(self, position: int, entry: QuarantineEntry) -> None:
         self.quarantine.append(entry)
@@ -97,7 +99,8 @@ class PreparedBatch:
 
     def _store(self, position: int, index: int, observation: MappedObservation) -> None:
         self.observations.append(observation)
-        self.items.setdefault(position, []).append(ItemOutcome(index, ItemStatus.CREATED, observation))
+        if self.reporting:
+            self.items.setdefault(position, []).append(ItemOutcome(index, ItemStatus.CREATED, observation))
 
     def release_held(self) -> None:
         """Store the all-or-nothing frames none of whose items was rejected; the others store nothing."""

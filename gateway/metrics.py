@@ -18,6 +18,7 @@ class IngestMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.received = Counter("pulsebridge_frames_received", "Frames received, by source", ["source"], registry=self.registry)
+        self._received_by_source: dict[str, Counter] = {}
         self.stored = Counter("pulsebridge_readings_stored", "Readings committed to the store", registry=self.registry)
         self.duplicates = Counter(
             "pulsebridge_duplicates_suppressed", "Readings already stored (redelivered or re-sent)", registry=self.registry
@@ -40,6 +41,13 @@ class IngestMetrics:
             "Deliveries received and not yet acknowledged to their source",
             registry=self.registry,
         )
+
+    def received_from(self, source: str) -> Counter:
+        """The per-source counter, looked up once per source: ``labels()`` on every frame is a lock and a tuple."""
+        counter = self._received_by_source.get(source)
+        if counter is None:
+            counter = self._received_by_source[source] = self.received.labels(source)
+        return counter
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(depth)

@@ -276,14 +276,31 @@ class IngestPipeline:
         # Counted once queued: a submit cancelled while the queue was full (an HTTP post that
         # timed out) never reaches the pipeline, which would never take it off the gauge.
         # No await since the put, so the pipeline cannot take it off before it is counted.
-        self.metrics.received.labels(delivery.frame.source).inc()
+        self.metrics.received_from(delivery.frame.source).inc()
         self.metrics.unacknowledged.inc()
 
     async def run(self) -> None:
-        """Take batches from the queue and store them, forever."""
-        while True:
-            batch = await self._next_batch()
-            await self.store_until_committed(batch)
+        """Take batches from the queue and store them, forever.
+
+        While one batch is written, the next is taken and prepared (decoded, attributed, mapped):
+        the gateway's CPU work overlaps the database's. Writes still run one at a time, in order,
+        so a batch is acknowledged only after it and every batch before it committed.
+        """
+        writing: asyncio.Task[WriteResult] | None = None
+        try:
+            while True:
+                batch = await self._next_batch()
+                try:
+                    prepared: PreparedBatch | None = await self._prepare(batch, reporting=_reporting(batch))
+                except StorageError:
+                    prepared = None  # the registry is unreachable: the write prepares it again, with its retries
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self.store_until_committed(batch, prepared), name="ingest-write")
+        finally:
+            if writing is not None:
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
 
     async def _next_batch(self) -> list[Delivery]:
         batch = [await self._queue.get()]
@@ -301,13 +318,17 @@ class IngestPipeline:
                     break
         return batch
 
-    async def store_until_committed(self, batch: Sequence[Delivery]) -> WriteResult:
-        """Store ``batch`` in one transaction, retrying while the store fails; then ack it."""
+    async def store_until_committed(self, batch: Sequence[Delivery], prepared: PreparedBatch | None = None) -> WriteResult:
+        """Store ``batch`` in one transaction, retrying while the store fails; then ack it.
+
+        ``prepared`` is what :meth:`_prepare` made of the batch already; a retry prepares it again.
+        """
         backoff = 0.1
         while True:
             try:
-                result, reports = await self._store_batch(batch)
+                result, reports = await self._store_batch(batch, prepared)
             except StorageError as exc:
+                prepared = None
                 self.stats.store_failures += 1
                 self.metrics.store_failures.inc()
                 logger.warning("storing a batch of %d frames failed (%s); retrying in %.1f s", len(batch), exc, backoff)
@@ -365,8 +386,12 @@ class IngestPipeline:
                 frames.append(DecodedFrame(delivery.frame, device_id, decoded, position))
         return frames
 
-    async def _store_batch(self, batch: Sequence[Delivery]) -> tuple[WriteResult, dict[int, FrameReport]]:
-        prepared = await self._prepare(batch)
+    async def _store_batch(
+        self, batch: Sequence[Delivery], prepared: PreparedBatch | None = None
+    ) -> tuple[WriteResult, dict[int, FrameReport]]:
+        reporting = _reporting(batch)
+        if prepared is None:
+            prepared = await self._prepare(batch, reporting=reporting)
         result = await self._store.write_batch(prepared.observations, prepared.quarantine, self._outbox(prepared.observations))
         self.stats.frames += len(batch)
         self.stats.batches += 1
@@ -377,7 +402,7 @@ class IngestPipeline:
         if self._events is not None and result.inserted_keys:
             # After the commit, and only what was new: a redelivered reading is not news.
             self._events.publish_all(observation_events(prepared.observations, result.inserted_keys, prepared.device_ids))
-        return result, prepared.reports(result) if any(isinstance(d, ReportingDelivery) for d in batch) else {}
+        return result, prepared.reports(result) if reporting else {}
 
     async def prepare(self, batch: Sequence[Delivery]) -> tuple[list[MappedObservation], list[QuarantineEntry]]:
         """What ``batch`` becomes: Observations to store and inputs to quarantine (reads the registry, writes nothing)."""
@@ -402,8 +427,8 @@ class IngestPipeline:
                 prepared.reject(item.position, quarantine_entry(item.frame, item.device_id, error, reading.index))
         return kept
 
-    async def _prepare(self, batch: Sequence[Delivery]) -> PreparedBatch:
-        prepared = PreparedBatch()
+    async def _prepare(self, batch: Sequence[Delivery], *, reporting: bool = False) -> PreparedBatch:
+        prepared = PreparedBatch(reporting=reporting)
         frames = await self._paired_with_hubs(self._decode(batch, prepared), prepared)
         registrations = await self._store.registrations({item.device_id for item in frames})
         inputs: list[MappingInput] = []
@@ -447,3 +472,8 @@ class IngestPipeline:
             prepared.accept(item, index, observation)
         prepared.release_held()
         return prepared
+
+
+def _reporting(batch: Sequence[Delivery]) -> bool:
+    """Whether a source in the batch is told per item (HTTP), so per-item outcomes must be kept."""
+    return any(isinstance(delivery, ReportingDelivery) for delivery in batch)

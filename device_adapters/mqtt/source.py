@@ -19,6 +19,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from device_adapters.mqtt.flow import ReadPause
 from device_adapters.mqtt.link import LinkDownError
 from device_adapters.mqtt.manual_ack import acknowledge, enable_manual_ack
 from device_adapters.readings import Delivery, RawFrame
@@ -74,6 +75,8 @@ class MqttSource:
         backoff = 0.5
         while True:
             client = self._new_client()
+            # Twice the receive maximum: a broker that honours it never gets the reads paused.
+            reads = ReadPause(client, pause_at=2 * self._settings.receive_maximum, resume_at=self._settings.receive_maximum)
             try:
                 async with client:
                     for subscription in self._subscriptions:
@@ -87,7 +90,7 @@ class MqttSource:
                     generation = self._generation
                     async for message in client.messages:
                         frame = RawFrame("mqtt", str(message.topic), bytes(message.payload), datetime.now(UTC))
-                        yield Delivery(frame, functools.partial(self._acknowledge, generation, message.mid, message.qos))
+                        yield Delivery(frame, functools.partial(self._acknowledge, generation, message.mid, message.qos, reads))
             except aiomqtt.MqttError as exc:
                 self.last_error = str(exc)
                 logger.warning("mqtt connection lost (%s); reconnecting in %.1f s", exc, backoff)
@@ -120,8 +123,10 @@ class MqttSource:
         except (aiomqtt.MqttError, TimeoutError) as exc:
             raise LinkDownError(f"publish to {topic} not acknowledged: {exc}") from exc
 
-    def _acknowledge(self, generation: int, mid: int, qos: int) -> None:
+    def _acknowledge(self, generation: int, mid: int, qos: int, reads: ReadPause) -> None:
         # A message from an earlier connection is redelivered by the broker; its message id may
         # already name a different message on this connection, so it must not be acked here.
         if generation == self._generation and self._client is not None and self.connected:
             acknowledge(self._client, mid, qos)
+            if qos > 0:
+                reads.acknowledged()
