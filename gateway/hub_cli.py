@@ -50,14 +50,14 @@ def run_hub_command(args: argparse.Namespace) -> None:
             raise UsageError(f"{name.replace('_', ' ')} {value!r}: use 1 to 64 letters, digits, '.', '_', ':' or '-'")
     if args.action == "pair":
         with_store(settings, lambda store: store.pair_hub_device(args.hub_id, args.device_id, args.address, datetime.now(UTC)))
-        print(f"{args.device_id} paired with hub {args.hub_id}")  # noqa: T201 - the command's answer
+        print(f"{args.device_id} paired with hub {args.hub_id}")
     elif args.action == "unpair":
         if not with_store(settings, lambda store: store.unpair_hub_device(args.hub_id, args.device_id)):
             raise UsageError(f"{args.device_id} is not paired with hub {args.hub_id}")
-        print(f"{args.device_id} unpaired from hub {args.hub_id}")  # noqa: T201
+        print(f"{args.device_id} unpaired from hub {args.hub_id}")
     else:
         for line in with_store(settings, lambda store: _hub_lines(store, timedelta(seconds=settings.edge.silent_after_seconds))):
-            print(line)  # noqa: T201
+            print(line)
 
 
 def _dash(value: object) -> str:

@@ -108,15 +108,15 @@ class HubProcess:
 
     def counter(self, name: str) -> int:
         rows = self.query("SELECT value FROM counters WHERE name = ?", name)
-        return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+        return int(rows[0][0]) if rows else 0  # type: ignore[call-overload] # sqlite3 rows are untyped: these columns are integers
 
     def held(self) -> int:
         rows = self.query("SELECT COUNT(*) FROM readings")
-        return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+        return int(rows[0][0]) if rows else 0  # type: ignore[call-overload] # sqlite3 rows are untyped: these columns are integers
 
     def cursor(self, device_id: str) -> int | None:
         rows = self.query("SELECT sequence FROM cursors WHERE device_id = ?", device_id)
-        return int(rows[0][0]) if rows else None  # type: ignore[call-overload]
+        return int(rows[0][0]) if rows else None  # type: ignore[call-overload] # sqlite3 rows are untyped: these columns are integers
 
 
 async def central_count(url: str, patient_id: str) -> int:

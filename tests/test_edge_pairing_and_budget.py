@@ -16,7 +16,7 @@ import orjson
 
 from edge_config import DatabaseSettings
 from gateway.mqtt_credentials import build_credentials, write_credentials
-from gateway.storage import open_store
+from gateway.storage import ObservationStore, open_store
 from tests.edge_support import HubProcess, RestartableBroker, central_count
 from tests.fake_glucose import write_meters
 from tests.services import mosquitto
@@ -126,17 +126,17 @@ async def _count(url: str, patient_id: str, want: int) -> bool:
     return await central_count(url, patient_id) == want
 
 
-async def _quarantined(store: object) -> bool:
-    return bool(await store.list_quarantine(10))  # type: ignore[attr-defined]
+async def _quarantined(store: ObservationStore) -> bool:
+    return bool(await store.list_quarantine(10))
 
 
-async def _heard_from(store: object) -> bool:
-    hubs = await store.list_hubs()  # type: ignore[attr-defined]
+async def _heard_from(store: ObservationStore) -> bool:
+    hubs = await store.list_hubs()
     return bool(hubs) and hubs[0].last_heartbeat_at is not None and hubs[0].queue_depth == 0
 
 
-async def _offline(store: object) -> bool:
-    hubs = await store.list_hubs()  # type: ignore[attr-defined]
+async def _offline(store: ObservationStore) -> bool:
+    hubs = await store.list_hubs()
     return bool(hubs) and not hubs[0].online
 
 
@@ -182,6 +182,6 @@ async def test_a_hub_speaks_only_for_itself_on_a_broker_with_the_generated_acl(t
             await store.close()
 
 
-async def _skew_known(store: object) -> bool:
-    hubs = await store.list_hubs()  # type: ignore[attr-defined]
+async def _skew_known(store: ObservationStore) -> bool:
+    hubs = await store.list_hubs()
     return any(hub.hub_id == "hub-acl" and hub.clock_skew_seconds is not None for hub in hubs)

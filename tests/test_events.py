@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -21,9 +22,9 @@ def _event(patient: str, value: int) -> ObservationEvent:
     return ObservationEvent(patient, "heart_rate", f"key-{patient}-{value}", NOW, Decimal(value), "/min")
 
 
-async def _drain(subscription: object, count: int) -> list[Delivered]:
+async def _drain(subscription: AsyncIterable[Delivered], count: int) -> list[Delivered]:
     received: list[Delivered] = []
-    async for event in subscription:  # type: ignore[attr-defined]
+    async for event in subscription:
         received.append(event)
         if len(received) == count:
             break

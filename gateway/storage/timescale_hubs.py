@@ -38,7 +38,7 @@ async def devices(pool: asyncpg.Pool, hub_ids: Collection[str] | None) -> list[H
         rows = await pool.fetch(f"SELECT {_DEVICE_COLUMNS} FROM hub_devices ORDER BY hub_id, device_id")  # noqa: S608 - fixed columns
     else:
         rows = await pool.fetch(
-            f"SELECT {_DEVICE_COLUMNS} FROM hub_devices WHERE hub_id = ANY($1::text[]) ORDER BY hub_id, device_id",  # noqa: S608
+            f"SELECT {_DEVICE_COLUMNS} FROM hub_devices WHERE hub_id = ANY($1::text[]) ORDER BY hub_id, device_id",  # noqa: S608 - a fixed column list, values are parameters
             list(hub_ids),
         )
     return [HubDevice(**dict(row)) for row in rows]
