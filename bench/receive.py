@@ -19,7 +19,7 @@ from paho.mqtt.properties import Properties
 
 
 async def receive(args: argparse.Namespace) -> dict[str, object]:
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call] # paho ships no annotations here
     properties.ReceiveMaximum = args.receive_maximum
     client = aiomqtt.Client(
         "127.0.0.1", args.port, identifier="bench-bare-receiver", protocol=aiomqtt.ProtocolVersion.V5, properties=properties

@@ -79,7 +79,7 @@ async def test_s12_replays_through_two_gateways_store_and_push_each_reading_once
                 sent.bad["timestamp_missing"] += 1
             records = [cuff_record(n) for n in range(CUFF_RECORDS)]
             for record in records:
-                stamp = device_stamp(parse_blood_pressure_measurement(record).timestamp.text())  # type: ignore[union-attr]
+                stamp = device_stamp(parse_blood_pressure_measurement(record).timestamp.text())  # type: ignore[union-attr] # the recorded cuff frames all carry a time stamp
                 for kind in ("blood_pressure", "pulse_rate"):
                     sent.generated.add(uuid5_text(key_text(CUFF, patient_of[CUFF], kind, stamp)))
             sent.accepted = set(sent.generated)  # every send below is PUBACKed or indicated on a live link
