@@ -32,7 +32,7 @@ import orjson
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -237,7 +237,10 @@ class FhirReceiver:
             status = 429 if fault.kind == "throttle" else 503
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             return _fhir(operation_outcome("try again later", "throttled" if status == 429 else "transient"), status, headers)
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # the sender died mid-request (the kill scenarios): nothing arrived, nothing to answer
+            return Response(status_code=499)
         if fault is not None and fault.kind == "delay":
             # A slow EHR still commits what it received, whether or not the client waited.
             await asyncio.sleep(fault.seconds)

@@ -19,6 +19,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from device_adapters.mqtt.buffered_reads import enable_buffered_reads
 from device_adapters.mqtt.flow import ReadPause
 from device_adapters.mqtt.link import LinkDownError
 from device_adapters.mqtt.manual_ack import acknowledge, enable_manual_ack
@@ -69,6 +70,7 @@ class MqttSource:
                 clean_session=settings.clean_start or settings.client_id is None,
             )
         enable_manual_ack(client)
+        enable_buffered_reads(client)
         return client
 
     async def __aiter__(self) -> AsyncIterator[Delivery]:

@@ -1,0 +1,68 @@
+"""Read the broker's socket in large chunks instead of paho's three system calls per message.
+
+paho-mqtt reads every packet with ``recv(1)`` for the command byte, ``recv(1)`` per byte of the
+remaining length, then ``recv(n)`` for the body — and its ``loop_read`` handles about one packet
+per readable event, so a stream of small QoS 1 readings costs an event-loop wake-up and three or
+four system calls each (measured in ``bench/``: the receive path was half the gateway's CPU).
+This keeps one chunk of up to ``READ_SIZE`` bytes per connection and serves paho's small reads
+from it; ``loop_read`` then goes on until the chunk is used up, because the event loop will not
+call it again for bytes already taken off the socket.
+
+Like :mod:`device_adapters.mqtt.manual_ack`, this reaches into the paho client under aiomqtt;
+``tests/test_mqtt_buffered_reads.py`` fails if a future paho changes what it relies on
+(``Client._sock_recv`` and ``Client.loop_read``).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.client import Client as PahoClient
+from paho.mqtt.enums import MQTTErrorCode
+
+READ_SIZE = 256 * 1024
+
+
+class BufferedReadClient(PahoClient):
+    """paho's client with its socket reads served from one chunk at a time."""
+
+    _chunk: bytes
+    _chunk_at: int
+    _chunk_socket: socket.socket | ssl.SSLSocket | Any | None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        at = self._chunk_at
+        if at < len(self._chunk) and self._chunk_socket is self._sock:
+            end = at + bufsize
+            self._chunk_at = end
+            return self._chunk[at:end]
+        # Raises BlockingIOError when the socket has nothing now, as paho expects.
+        chunk = super()._sock_recv(max(bufsize, READ_SIZE))
+        if len(chunk) <= bufsize:
+            self._chunk, self._chunk_at = b"", 0
+            return chunk
+        self._chunk, self._chunk_at, self._chunk_socket = chunk, bufsize, self._sock
+        return chunk[:bufsize]
+
+    def buffered(self) -> int:
+        """Bytes taken off the socket and not yet handed to paho."""
+        return len(self._chunk) - self._chunk_at if self._chunk_socket is self._sock else 0
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self.buffered():
+            rc = super().loop_read(max_packets)
+        return rc
+
+
+def enable_buffered_reads(client: aiomqtt.Client) -> None:
+    """Call before connecting; every read of this client's connections goes through one chunk."""
+    paho = client._client  # noqa: SLF001 - aiomqtt exposes no way to choose how paho reads
+    if type(paho) is not PahoClient:
+        raise TypeError(f"aiomqtt's paho client is {type(paho).__name__}: device_adapters/mqtt/buffered_reads.py needs updating")
+    paho.__class__ = BufferedReadClient
+    assert isinstance(paho, BufferedReadClient)  # noqa: S101 - narrows the type for mypy; cannot fail after the line above
+    paho._chunk, paho._chunk_at, paho._chunk_socket = b"", 0, None  # noqa: SLF001 - the fields this module adds
