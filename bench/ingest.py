@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import statistics
 import tempfile
@@ -31,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiomqtt
 import asyncpg
 import httpx
 import orjson
@@ -56,7 +54,7 @@ from bench.publish import Clock, Publisher, mqtt_string, payload
 from bench.queries import COLUMNS, Dataset, drop_database, ensure_database, rows
 from edge_config import DatabaseSettings, IngestSettings
 from gateway.storage.timescale import TimescaleStore
-from tests.services import GatewayProcess, mosquitto
+from tests.services import DROPPED_TOPIC, BrokerCounter, GatewayProcess, mosquitto
 
 PROBE = "bench-probe"
 PROBE_EVERY = 0.02
@@ -312,17 +310,6 @@ async def backlog(bench: Bench, messages: int) -> dict[str, object]:
             "ledger": await bench.ledger(messages, acked)}  # fmt: skip
 
 
-async def broker_dropped(port: int) -> int | None:
-    async with aiomqtt.Client("127.0.0.1", port, identifier="bench-sys-reader") as client:
-        await client.subscribe("$SYS/broker/publish/messages/#")
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(10):  # the broker republishes $SYS every sys_interval (1 s)
-                async for message in client.messages:
-                    if message.topic.matches("$SYS/broker/publish/messages/dropped") and isinstance(message.payload, bytes):
-                        return int(message.payload)
-    return None
-
-
 async def register(url: str, devices: list[str]) -> None:
     store = await TimescaleStore.open(DatabaseSettings(url=url, pool_max=2))
     try:
@@ -351,7 +338,7 @@ async def run(args: argparse.Namespace) -> None:
         await register(url, devices)
         with tempfile.TemporaryDirectory(prefix="pulsebridge-bench-") as folder, mosquitto(Path(folder), BROKER_CONFIG) as port:
             broker = pid_of_config(Path(folder) / f"mosquitto-{port}.conf")
-            async with httpx.AsyncClient() as http:
+            async with BrokerCounter(port) as dropped_counter, httpx.AsyncClient() as http:
                 bench = Bench(args, Path(folder), port, broker, url, http)
                 phases = set(args.only.split(","))
                 if "copy" in phases:
@@ -371,9 +358,7 @@ async def run(args: argparse.Namespace) -> None:
                     emit(await latency(bench, single_rate // 2))
                 if "backlog" in phases:
                     emit(await backlog(bench, args.backlog))
-                dropped = await broker_dropped(port)
-                emit({"broker": "messages dropped ($SYS/broker/publish/messages/dropped)",
-                      "dropped": "not reported within 10 s" if dropped is None else dropped})  # fmt: skip
+                emit({"broker": f"messages dropped ({DROPPED_TOPIC})", "dropped": await dropped_counter.value()})
     finally:
         await drop_database(args.database)
 

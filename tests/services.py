@@ -6,6 +6,7 @@ provide it (``make test`` installs and starts them).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -18,7 +19,9 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
+import aiomqtt
 import httpx
 
 from edge_config import AuthSettings
@@ -109,6 +112,59 @@ def mosquitto(folder: Path, extra_config: str = "", *, anonymous: bool = True) -
     """A private Mosquitto on a free loopback port, stopped by its PID afterwards."""
     with mosquitto_broker(folder, extra_config, anonymous=anonymous) as broker:
         yield broker.port
+
+
+DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+
+
+class BrokerCounter:
+    """Follows one of a private Mosquitto's ``$SYS`` counters from the broker's first minute on.
+
+    Mosquitto (2.0) publishes a ``$SYS`` counter only when it changes, retained with a 60 s
+    expiry: a reader that subscribes more than a minute after the last change gets nothing (a
+    dropped count that stayed 0 is never heard again). So this subscribes while the broker is
+    new, keeps the latest value, and fails loudly if the broker never said one.
+    """
+
+    def __init__(self, port: int, topic: str = DROPPED_TOPIC, *, sys_interval: float = 1.0) -> None:
+        self._port, self._topic, self._sys_interval = port, topic, sys_interval
+        self._client = aiomqtt.Client("127.0.0.1", port, identifier=f"sys-reader-{time.monotonic_ns()}")
+        self._value: int | None = None
+        self._first = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        await self._client.__aenter__()
+        await self._client.subscribe(self._topic)
+        self._task = asyncio.create_task(self._follow())
+        try:
+            async with asyncio.timeout(15):
+                await self._first.wait()
+        except TimeoutError:
+            await self.__aexit__(None, None, None)
+            raise RuntimeError(f"the broker on port {self._port} published no {self._topic} (is sys_interval set?)") from None
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        with contextlib.suppress(aiomqtt.MqttError):
+            await self._client.__aexit__(None, None, None)
+
+    async def _follow(self) -> None:
+        async for message in self._client.messages:
+            if isinstance(message.payload, bytes):
+                self._value = int(message.payload)
+                self._first.set()
+
+    async def value(self) -> int:
+        """The counter now: after two ``sys_interval`` periods, so that the latest change is in."""
+        await asyncio.sleep(2.5 * self._sys_interval)
+        if self._task is not None and self._task.done():
+            raise RuntimeError(f"lost the broker's {self._topic}: {self._task.exception()!r}")
+        assert self._value is not None
+        return self._value
 
 
 class GatewayProcess:

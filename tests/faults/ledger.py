@@ -32,6 +32,13 @@ class SentLedger:
     bad: Counter[str] = field(default_factory=Counter)
     """Deliberately bad inputs sent and accepted, by the quarantine reason they must get."""
 
+    def __or__(self, other: SentLedger) -> SentLedger:
+        """Both fleets' sends as one ledger."""
+        return SentLedger(
+            self.generated | other.generated, self.accepted | other.accepted, self.rejected | other.rejected,
+            self.bad + other.bad,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Ledger:

@@ -204,17 +204,6 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-async def broker_counter(port: int, topic: str = "$SYS/broker/publish/messages/dropped") -> int:
-    """A broker statistic from its $SYS tree (Mosquitto publishes them every sys_interval seconds)."""
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"sys-probe-{time.monotonic_ns()}") as client:
-        await client.subscribe(topic)
-        async with asyncio.timeout(15):
-            async for message in client.messages:
-                assert isinstance(message.payload, bytes)
-                return int(message.payload)
-    raise AssertionError("unreachable")
-
-
 def gateway_env(url: str, broker: int, client_id: str, receiver: FhirReceiver | None, **extra: str) -> dict[str, str]:
     env = {"PULSEBRIDGE_DATABASE__URL": url, "PULSEBRIDGE_MQTT__PORT": str(broker), "PULSEBRIDGE_MQTT__CLIENT_ID": client_id}
     if receiver is not None:

@@ -16,9 +16,9 @@ import pytest
 
 from tests.conftest import truncate
 from tests.faults.ledger import take_ledger
-from tests.faults.support import Fleet, broker_counter, gateway_env, healthy, register_fleet, size, stored_keys, wait_pushed
+from tests.faults.support import Fleet, gateway_env, healthy, register_fleet, size, stored_keys, wait_pushed
 from tests.fhir_receiver import FhirReceiver
-from tests.services import GatewayProcess, mosquitto
+from tests.services import BrokerCounter, GatewayProcess, mosquitto
 
 DEVICES = int(size("s3_devices", 200, 20))
 OFFLINE_SECONDS = size("s3_offline_seconds", 180, 10)
@@ -33,7 +33,7 @@ async def test_s3_gateway_offline_while_devices_publish(timescale_url: str, tmp_
     capped = queue != "sized"
     offline = CAPPED_OFFLINE_SECONDS if capped else OFFLINE_SECONDS
     with mosquitto(tmp_path, "sys_interval 1\n" + QUEUES[queue]) as port:
-        async with FhirReceiver() as receiver:
+        async with BrokerCounter(port) as dropped_counter, FhirReceiver() as receiver:
             patient_of = await register_fleet(timescale_url, [f"s3-dev-{n}" for n in range(DEVICES)], receiver)
             gateway = GatewayProcess(tmp_path, gateway_env(timescale_url, port, f"s3-gateway-{queue}", receiver))
             gateway.start()
@@ -43,8 +43,7 @@ async def test_s3_gateway_offline_while_devices_publish(timescale_url: str, tmp_
                 fleet = Fleet(port, patient_of)
                 await fleet.run(int(offline), interval=1.0, connect_within=1.0)
                 queued = len(fleet.sent.accepted)
-                await asyncio.sleep(2.5)  # two $SYS intervals
-                dropped = await broker_counter(port)
+                dropped = await dropped_counter.value()
                 gateway.start()
                 async with asyncio.timeout(600):
                     while (first := await stored_keys(timescale_url)) == 0:

@@ -23,7 +23,6 @@ from tests.faults.ledger import take_ledger
 from tests.faults.proxy import TcpProxy
 from tests.faults.support import (
     Fleet,
-    broker_counter,
     gateway_env,
     healthy,
     metric,
@@ -35,7 +34,7 @@ from tests.faults.support import (
     wait_stored,
 )
 from tests.fhir_receiver import FhirReceiver
-from tests.services import GatewayProcess, mosquitto, rss_kib
+from tests.services import BrokerCounter, GatewayProcess, mosquitto, rss_kib
 
 DEVICES = int(size("s15_devices", 1_000, 100))
 BUFFERED = 50
@@ -88,6 +87,7 @@ async def test_s15_reconnect_storm_then_slow_database(timescale_url: str, tmp_pa
     samples: list[tuple[float, float, int]] = []
     async with FhirReceiver() as receiver, contextlib.AsyncExitStack() as stack:
         port = stack.enter_context(mosquitto(tmp_path, "sys_interval 1\nmax_connections -1\n"))
+        dropped_counter = await stack.enter_async_context(BrokerCounter(port))
         storm = [f"s15-dev-{n}" for n in range(DEVICES)]
         steady = [f"s15-steady-{n}" for n in range(STEADY_DEVICES)]
         patient_of = await register_fleet(timescale_url, storm + steady, receiver, patients=50)
@@ -115,16 +115,13 @@ async def test_s15_reconnect_storm_then_slow_database(timescale_url: str, tmp_pa
             await load
             await wait_stored(timescale_url, len(storm_fleet.sent.accepted) + len(steady_fleet.sent.accepted), timeout=300)
             await wait_pushed(timescale_url, timeout=600)
-            dropped = await broker_counter(port)
+            dropped = await dropped_counter.value()
             watching.set()
             await watcher
         finally:
             watching.set()
             gateway.stop()
-        sent = storm_fleet.sent
-        sent.generated |= steady_fleet.sent.generated
-        sent.accepted |= steady_fleet.sent.accepted
-        sent.rejected |= steady_fleet.sent.rejected
+        sent = storm_fleet.sent | steady_fleet.sent
         ledger = await take_ledger("15: reconnect storm + slow DB", timescale_url, sent, receiver)
     inflight, depth, rss = (max(column) for column in zip(*samples, strict=True))
     print(f"[ledger 15: reconnect storm + slow DB] {DEVICES} devices x {BUFFERED} drained in {drained:.0f} s; "
