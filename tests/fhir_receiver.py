@@ -37,6 +37,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fhir_mapper.validation import FhirValidationError, validate_resource
+from tests.services import free_port
 
 FHIR_JSON = "application/fhir+json"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -186,7 +187,8 @@ class FhirReceiver:
     async def __aenter__(self) -> Self:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        # Outside the ephemeral range: an outage test starts the receiver again on this port.
+        listener.bind(("127.0.0.1", self.port or free_port()))
         self.port = listener.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         app = Starlette(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -33,11 +34,31 @@ ADMIN_SCOPE = "user/*.cruds"
 SERVICES_HINT = "run `make test` (scripts/setup-services.sh installs and starts TimescaleDB and Mosquitto)"
 
 
+def _ephemeral_ports() -> range:
+    try:
+        low, high = (int(part) for part in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A free loopback port outside the kernel's ephemeral range.
+
+    Services here are stopped and started again on the same port (a gateway restarted, a broker
+    killed); a port the kernel hands out for outgoing connections could meanwhile be the source
+    port of one of the test's own device connections, and the restart would fail to bind.
+    """
+    ephemeral = _ephemeral_ports()
+    candidates = [port for port in range(10_000, 32_768) if port not in ephemeral]
+    for port in random.sample(candidates, k=min(200, len(candidates))):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port outside the ephemeral range")
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:

@@ -45,6 +45,7 @@ async def test_s3_gateway_offline_while_devices_publish(timescale_url: str, tmp_
                 queued = len(fleet.sent.accepted)
                 dropped = await dropped_counter.value()
                 gateway.start()
+                await healthy(gateway)
                 async with asyncio.timeout(600):
                     while (first := await stored_keys(timescale_url)) == 0:
                         await asyncio.sleep(0.02)
