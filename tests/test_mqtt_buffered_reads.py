@@ -9,7 +9,9 @@ reads paused and resumed in between — and nothing may wait in the chunk unread
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import shutil
 
 import aiomqtt
 import pytest
@@ -106,3 +108,48 @@ async def test_a_paho_client_of_another_kind_is_refused() -> None:
     enable_buffered_reads(client)
     with pytest.raises(TypeError, match="needs updating"):
         enable_buffered_reads(client)
+
+
+async def test_a_flood_does_not_hold_the_event_loop(broker_port: int) -> None:
+    """One socket read per readable event: other tasks run while a broker floods the client."""
+    count = 60_000
+    client = _client(broker_port, "buffered-flood")
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.01)
+            gaps.append(loop.time() - last)
+            last = loop.time()
+
+    async def flood() -> None:
+        # Another process (Mosquitto's own client, one message per line): no GIL shared with the receiver.
+        lines = b"".join(b"%d\n" % number for number in range(count))
+        publisher = await asyncio.create_subprocess_exec(
+            shutil.which("mosquitto_pub") or "mosquitto_pub", "-p", str(broker_port), "-t", TOPIC, "-q", "0", "-l",
+            stdin=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        await publisher.communicate(lines)
+        assert publisher.returncode == 0
+
+    async with client:
+        await client.subscribe(TOPIC, qos=0)
+        ticker = asyncio.create_task(tick())
+        flooding = asyncio.create_task(flood())
+        received = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                async for _ in client.messages:
+                    received += 1
+                    if received == count:
+                        break
+        await flooding
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
+    assert received > count // 2  # QoS 0: the broker may drop some under a flood, but most arrive
+    assert gaps, "the ticker never ran"
+    # Reading the socket on for as long as the broker sends would hold the loop for the whole
+    # flood (many seconds); a garbage collection of the received backlog can take about a second.
+    assert max(gaps) < 3.0, f"the event loop was held for {max(gaps):.2f} s"

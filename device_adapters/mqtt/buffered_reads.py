@@ -6,7 +6,8 @@ per readable event, so a stream of small QoS 1 readings costs an event-loop wake
 four system calls each (measured in ``bench/``: the receive path was half the gateway's CPU).
 This keeps one chunk of up to ``READ_SIZE`` bytes per connection and serves paho's small reads
 from it; ``loop_read`` then goes on until the chunk is used up, because the event loop will not
-call it again for bytes already taken off the socket.
+call it again for bytes already taken off the socket — and reads the socket only once per call,
+so that a fast broker cannot keep the event loop from the gateway's other work.
 
 Like :mod:`device_adapters.mqtt.manual_ack`, this reaches into the paho client under aiomqtt;
 ``tests/test_mqtt_buffered_reads.py`` fails if a future paho changes what it relies on
@@ -23,7 +24,7 @@ import aiomqtt
 from paho.mqtt.client import Client as PahoClient
 from paho.mqtt.enums import MQTTErrorCode
 
-READ_SIZE = 256 * 1024
+READ_SIZE = 16 * 1024
 
 
 class BufferedReadClient(PahoClient):
@@ -32,13 +33,20 @@ class BufferedReadClient(PahoClient):
     _chunk: bytes
     _chunk_at: int
     _chunk_socket: socket.socket | ssl.SSLSocket | Any | None
+    _socket_read_allowed: bool
 
     def _sock_recv(self, bufsize: int) -> bytes:
         at = self._chunk_at
         if at < len(self._chunk) and self._chunk_socket is self._sock:
-            end = at + bufsize
+            end = min(at + bufsize, len(self._chunk))
             self._chunk_at = end
             return self._chunk[at:end]
+        if not self._socket_read_allowed:
+            # One socket read per readable event: a broker sending faster than the gateway
+            # handles must not keep this callback going for ever. The rest stays in the socket,
+            # which the event loop reports readable again after the other tasks ran.
+            raise BlockingIOError
+        self._socket_read_allowed = False
         # Raises BlockingIOError when the socket has nothing now, as paho expects.
         chunk = super()._sock_recv(max(bufsize, READ_SIZE))
         if len(chunk) <= bufsize:
@@ -52,6 +60,9 @@ class BufferedReadClient(PahoClient):
         return len(self._chunk) - self._chunk_at if self._chunk_socket is self._sock else 0
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        # Every packet of the chunk read now is handled now: the event loop will not call this
+        # again for bytes already taken off the socket.
+        self._socket_read_allowed = True
         rc = super().loop_read(max_packets)
         while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self.buffered():
             rc = super().loop_read(max_packets)
@@ -65,4 +76,4 @@ def enable_buffered_reads(client: aiomqtt.Client) -> None:
         raise TypeError(f"aiomqtt's paho client is {type(paho).__name__}: device_adapters/mqtt/buffered_reads.py needs updating")
     paho.__class__ = BufferedReadClient
     assert isinstance(paho, BufferedReadClient)  # noqa: S101 - narrows the type for mypy; cannot fail after the line above
-    paho._chunk, paho._chunk_at, paho._chunk_socket = b"", 0, None  # noqa: SLF001 - the fields this module adds
+    paho._chunk, paho._chunk_at, paho._chunk_socket, paho._socket_read_allowed = b"", 0, None, True  # noqa: SLF001 - the fields this module adds
