@@ -49,8 +49,9 @@ def _client(port: int, identifier: str) -> aiomqtt.Client:
 async def test_every_message_arrives_whole_and_in_order(broker_port: int) -> None:
     payloads = _payloads()
     client = _client(broker_port, "buffered-probe")
-    reads = ReadPause(client, pause_at=2 * RECEIVE_MAXIMUM, resume_at=RECEIVE_MAXIMUM)
+    reads = ReadPause(client, pause_at=RECEIVE_MAXIMUM, resume_at=RECEIVE_MAXIMUM // 2)  # as the source has it
     received: list[bytes] = []
+    most_held = 0
     async with client:
         await client.subscribe(TOPIC, qos=1)
         async with ReadingPublisher("127.0.0.1", broker_port) as publisher:
@@ -61,6 +62,7 @@ async def test_every_message_arrives_whole_and_in_order(broker_port: int) -> Non
             async for message in client.messages:
                 assert isinstance(message.payload, bytes | bytearray)
                 received.append(bytes(message.payload))
+                most_held = max(most_held, reads.unacknowledged)
                 if len(received) % 50 == 0:
                     await asyncio.sleep(0.005)  # a commit's worth of time: reads pause and resume
                 acknowledge(client, message.mid, message.qos)
@@ -73,6 +75,7 @@ async def test_every_message_arrives_whole_and_in_order(broker_port: int) -> Non
     assert [len(payload) for payload in received] == [len(payload) for payload in payloads]
     assert received == payloads
     assert reads.pauses > 0
+    assert most_held <= RECEIVE_MAXIMUM  # the rest of a chunk waits while reads are paused
 
 
 async def test_a_stream_of_small_messages_is_read_in_chunks(broker_port: int, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -34,6 +34,8 @@ class BufferedReadClient(PahoClient):
     _chunk_at: int
     _chunk_socket: socket.socket | ssl.SSLSocket | Any | None
     _socket_read_allowed: bool
+    reads_held: bool
+    """Set by :class:`device_adapters.mqtt.flow.ReadPause`: hand paho no more packets until cleared."""
 
     def _sock_recv(self, bufsize: int) -> bytes:
         at = self._chunk_at
@@ -64,7 +66,7 @@ class BufferedReadClient(PahoClient):
         # again for bytes already taken off the socket.
         self._socket_read_allowed = True
         rc = super().loop_read(max_packets)
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self.buffered():
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self.buffered() and not self.reads_held:
             rc = super().loop_read(max_packets)
         return rc
 
@@ -77,3 +79,4 @@ def enable_buffered_reads(client: aiomqtt.Client) -> None:
     paho.__class__ = BufferedReadClient
     assert isinstance(paho, BufferedReadClient)  # noqa: S101 - narrows the type for mypy; cannot fail after the line above
     paho._chunk, paho._chunk_at, paho._chunk_socket, paho._socket_read_allowed = b"", 0, None, True  # noqa: SLF001 - the fields this module adds
+    paho.reads_held = False

@@ -7,6 +7,8 @@ acknowledging 50 every 50 ms held 3,800 unacknowledged). A gateway that falls be
 the whole backlog into memory. So the client enforces the bound itself: past ``pause_at``
 messages received and not acknowledged it stops reading the socket (TCP pushes back, the broker
 keeps the rest queued), and reads again once acknowledgements bring the count to ``resume_at``.
+With :mod:`device_adapters.mqtt.buffered_reads` the rest of a chunk already read waits as well,
+so the count stops at ``pause_at`` exactly (one connection's packet at a time).
 
 aiomqtt reads in a callback it registers on the event loop and exposes no pause; like
 :mod:`device_adapters.mqtt.manual_ack`, this module reaches into it, and
@@ -19,6 +21,8 @@ import asyncio
 from typing import Any
 
 import aiomqtt
+
+from device_adapters.mqtt.buffered_reads import BufferedReadClient
 
 
 class ReadPause:
@@ -59,12 +63,19 @@ class ReadPause:
             asyncio.get_running_loop().remove_reader(fileno)
             self.paused = True
             self.pauses += 1
+            if isinstance(self._paho, BufferedReadClient):
+                self._paho.reads_held = True  # the rest of its chunk waits too
 
     def _resume(self) -> None:
         self.paused = False
         fileno = self._fileno()
         if fileno is not None:  # a closed connection is not read again: the source reconnects
-            asyncio.get_running_loop().add_reader(fileno, self._read)
+            loop = asyncio.get_running_loop()
+            loop.add_reader(fileno, self._read)
+            if isinstance(self._paho, BufferedReadClient):
+                self._paho.reads_held = False
+                if self._paho.buffered():  # already off the socket: no readable event will come for it
+                    loop.call_soon(self._read)
 
     def _read(self) -> None:
         # What aiomqtt's own reader does: a failed read ends the connection, which the message

@@ -77,8 +77,10 @@ class MqttSource:
         backoff = 0.5
         while True:
             client = self._new_client()
-            # Twice the receive maximum: a broker that honours it never gets the reads paused.
-            reads = ReadPause(client, pause_at=2 * self._settings.receive_maximum, resume_at=self._settings.receive_maximum)
+            # At the receive maximum, so that no more are ever held than the broker was told; reads
+            # go on at half of it, once a commit's acknowledgements have gone out.
+            maximum = self._settings.receive_maximum
+            reads = ReadPause(client, pause_at=maximum, resume_at=maximum // 2)
             try:
                 async with client:
                     for subscription in self._subscriptions:
