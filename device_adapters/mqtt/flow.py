@@ -28,13 +28,14 @@ from device_adapters.mqtt.buffered_reads import BufferedReadClient
 class ReadPause:
     """Counts messages received and acknowledged on one client; pauses and resumes its socket reads."""
 
-    def __init__(self, client: aiomqtt.Client, *, pause_at: int, resume_at: int) -> None:
+    def __init__(self, client: aiomqtt.Client, *, pause_at: int, resume_at: int, armed: bool = True) -> None:
         self._client = client
         self._paho = client._client  # noqa: SLF001 - aiomqtt exposes no read pause
         self._pause_at, self._resume_at = pause_at, resume_at
         self.unacknowledged = 0
         self.paused = False
         self.pauses = 0
+        self.armed = armed
         delivered = self._paho.on_message
         if delivered is None:
             raise RuntimeError("aiomqtt no longer sets paho's on_message: device_adapters/mqtt/flow.py needs updating")
@@ -43,10 +44,21 @@ class ReadPause:
             delivered(paho, userdata, message)
             if message.qos > 0:
                 self.unacknowledged += 1
-                if self.unacknowledged >= self._pause_at and not self.paused:
+                if self.armed and self.unacknowledged >= self._pause_at and not self.paused:
                     self._pause()
 
         self._paho.on_message = on_message
+
+    def arm(self) -> None:
+        """Start pausing: call once the connection's SUBACKs are in.
+
+        A persistent session's backlog arrives before the SUBACK; paused there, the SUBACK would
+        wait behind messages nobody consumes yet. Until then a broker that honours the receive
+        maximum sends no more than it (nothing has been acknowledged for it to overshoot on).
+        """
+        self.armed = True
+        if self.unacknowledged >= self._pause_at and not self.paused:
+            self._pause()
 
     def acknowledged(self) -> None:
         self.unacknowledged -= 1

@@ -80,11 +80,12 @@ class MqttSource:
             # At the receive maximum, so that no more are ever held than the broker was told; reads
             # go on at half of it, once a commit's acknowledgements have gone out.
             maximum = self._settings.receive_maximum
-            reads = ReadPause(client, pause_at=maximum, resume_at=maximum // 2)
+            reads = ReadPause(client, pause_at=maximum, resume_at=maximum // 2, armed=False)
             try:
                 async with client:
                     for subscription in self._subscriptions:
                         await client.subscribe(subscription, qos=self._settings.qos)
+                    reads.arm()
                     self._generation += 1
                     self._client, self.connected, self.last_error = client, True, None
                     logger.info(
