@@ -16,10 +16,6 @@ Like :mod:`device_adapters.mqtt.manual_ack`, this reaches into the paho client u
 
 from __future__ import annotations
 
-import socket
-import ssl
-from typing import Any
-
 import aiomqtt
 from paho.mqtt.client import Client as PahoClient
 from paho.mqtt.enums import MQTTErrorCode
@@ -32,7 +28,7 @@ class BufferedReadClient(PahoClient):
 
     _chunk: bytes
     _chunk_at: int
-    _chunk_socket: socket.socket | ssl.SSLSocket | Any | None
+    _chunk_socket: object  # only compared by identity with paho's socket
     _socket_read_allowed: bool
     reads_held: bool
     """Set by :class:`device_adapters.mqtt.flow.ReadPause`: hand paho no more packets until cleared."""

@@ -44,8 +44,7 @@ class ReadPause:
             delivered(paho, userdata, message)
             if message.qos > 0:
                 self.unacknowledged += 1
-                if self.armed and self.unacknowledged >= self._pause_at and not self.paused:
-                    self._pause()
+                self._pause_if_full()
 
         self._paho.on_message = on_message
 
@@ -57,13 +56,16 @@ class ReadPause:
         maximum sends no more than it (nothing has been acknowledged for it to overshoot on).
         """
         self.armed = True
-        if self.unacknowledged >= self._pause_at and not self.paused:
-            self._pause()
+        self._pause_if_full()
 
     def acknowledged(self) -> None:
         self.unacknowledged -= 1
         if self.paused and self.unacknowledged <= self._resume_at:
             self._resume()
+
+    def _pause_if_full(self) -> None:
+        if self.armed and self.unacknowledged >= self._pause_at and not self.paused:
+            self._pause()
 
     def _fileno(self) -> int | None:
         sock = self._paho.socket()
