@@ -132,6 +132,7 @@ class IngestSettings(_Section):
     batch_size: int = Field(default=500, ge=1, le=10_000)
     batch_wait_ms: int = Field(default=50, ge=0, le=10_000)
     queue_size: int = Field(default=2_000, ge=1, le=100_000)
+    writes_in_flight: int = Field(default=2, ge=1, le=8, description="batch transactions at once; acks still go in arrival order")
     max_payload_bytes: int = Field(default=65_536, ge=256, le=16 * 1024 * 1024)
     max_readings_per_message: int = Field(default=1_000, ge=1, le=100_000)
     future_tolerance_seconds: int = Field(default=300, ge=0, le=86_400)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -282,11 +283,12 @@ class IngestPipeline:
     async def run(self) -> None:
         """Take batches from the queue and store them, forever.
 
-        While one batch is written, the next is taken and prepared (decoded, attributed, mapped):
-        the gateway's CPU work overlaps the database's. Writes still run one at a time, in order,
-        so a batch is acknowledged only after it and every batch before it committed.
+        While batches are written, the next is taken and prepared (decoded, attributed, mapped):
+        the gateway's CPU work overlaps the database's. Up to ``writes_in_flight`` transactions
+        run at once, so the database is not idle while the gateway encodes the next one; a batch
+        is still acknowledged only after it and every batch before it committed, in arrival order.
         """
-        writing: asyncio.Task[WriteResult] | None = None
+        writing: deque[asyncio.Task[WriteResult]] = deque()
         try:
             while True:
                 batch = await self._next_batch()
@@ -294,13 +296,25 @@ class IngestPipeline:
                     prepared: PreparedBatch | None = await self._prepare(batch, reporting=_reporting(batch))
                 except StorageError:
                     prepared = None  # the registry is unreachable: the write prepares it again, with its retries
-                if writing is not None:
-                    await writing
-                writing = asyncio.create_task(self.store_until_committed(batch, prepared), name="ingest-write")
+                while len(writing) >= self._settings.writes_in_flight:
+                    await writing.popleft()
+                earlier = writing[-1] if writing else None
+                writing.append(asyncio.create_task(self._write_in_order(batch, prepared, earlier), name="ingest-write"))
         finally:
-            if writing is not None:
-                writing.cancel()
-                await asyncio.gather(writing, return_exceptions=True)
+            for task in writing:
+                task.cancel()
+            await asyncio.gather(*writing, return_exceptions=True)
+
+    async def _write_in_order(
+        self, batch: Sequence[Delivery], prepared: PreparedBatch | None, earlier: asyncio.Task[WriteResult] | None
+    ) -> WriteResult:
+        result, reports = await self._commit(batch, prepared)
+        if earlier is not None:
+            # MQTT wants PUBACKs in the order the PUBLISHes came, and a source's position must
+            # never pass a batch that has not committed yet.
+            await asyncio.shield(earlier)
+        self._acknowledge(batch, reports)
+        return result
 
     async def _next_batch(self) -> list[Delivery]:
         # One timeout for the whole batch, not one per delivery: at thousands of deliveries a
@@ -323,10 +337,17 @@ class IngestPipeline:
 
         ``prepared`` is what :meth:`_prepare` made of the batch already; a retry prepares it again.
         """
+        result, reports = await self._commit(batch, prepared)
+        self._acknowledge(batch, reports)
+        return result
+
+    async def _commit(
+        self, batch: Sequence[Delivery], prepared: PreparedBatch | None
+    ) -> tuple[WriteResult, dict[int, FrameReport]]:
         backoff = 0.1
         while True:
             try:
-                result, reports = await self._store_batch(batch, prepared)
+                return await self._store_batch(batch, prepared)
             except StorageError as exc:
                 prepared = None
                 self.stats.store_failures += 1
@@ -334,13 +355,13 @@ class IngestPipeline:
                 logger.warning("storing a batch of %d frames failed (%s); retrying in %.1f s", len(batch), exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._settings.retry_max_seconds)
-                continue
-            for position, delivery in enumerate(batch):
-                if isinstance(delivery, ReportingDelivery):
-                    delivery.report(reports.get(position, FrameReport(())))
-                delivery.ack()
-            self.metrics.unacknowledged.dec(len(batch))
-            return result
+
+    def _acknowledge(self, batch: Sequence[Delivery], reports: Mapping[int, FrameReport]) -> None:
+        for position, delivery in enumerate(batch):
+            if isinstance(delivery, ReportingDelivery):
+                delivery.report(reports.get(position, FrameReport(())))
+            delivery.ack()
+        self.metrics.unacknowledged.dec(len(batch))
 
     async def store_batch(self, batch: Sequence[Delivery]) -> WriteResult:
         """Decode, attribute and map ``batch``, then commit it in one transaction (no ack)."""

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import asyncpg
 import orjson
 
 from device_adapters.readings import Delivery, FrameDecode, Quantity, RawFrame, Reading
-from edge_config import IngestSettings
+from edge_config import DatabaseSettings, IngestSettings
 from fhir_mapper.validation import validate_resource
 from gateway.ingest_outcomes import FrameReport, ItemStatus, ReportingDelivery
 from gateway.pipeline import IngestPipeline
-from gateway.storage import ObservationQuery, ObservationStore
+from gateway.storage import ObservationQuery, ObservationStore, open_store
+from tests.conftest import truncate
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LENT = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -169,3 +173,42 @@ async def test_reports_per_item_claimed_patients_and_all_or_nothing_frames(store
     assert reports["plain"].items[1].rejection is not None
     assert reports["plain"].items[1].rejection.reason == "identity_mismatch"
     assert len(await store.search_observations(ObservationQuery(patient_id="ada"))) == 2
+
+
+async def test_a_later_batch_that_commits_first_waits_for_the_earlier_one_to_be_acknowledged(timescale_url: str) -> None:
+    """Two transactions in flight: the second commits while the first is held, yet acks stay in arrival order."""
+    await truncate(timescale_url)
+    store = await open_store(DatabaseSettings(url=timescale_url))
+    blocker = await asyncpg.connect(timescale_url)
+    try:
+        await store.add_patient("ada", None, None)
+        await store.add_device("cuff-1", "cuff", None)
+        await store.assign_device("cuff-1", "ada", None)
+        pipeline = IngestPipeline(store, IngestSettings(batch_size=1, batch_wait_ms=0, writes_in_flight=2))
+        acks: list[str] = []
+        # The first batch only quarantines; holding the quarantine table holds its transaction.
+        held = blocker.transaction()
+        await held.start()
+        await blocker.execute("LOCK TABLE quarantine IN EXCLUSIVE MODE")
+        running = asyncio.create_task(pipeline.run())
+        await pipeline.submit(_delivery("ghost", _hr(NOW), acks, "first"))
+        await pipeline.submit(_delivery("cuff-1", _hr(NOW), acks, "second"))
+        async with asyncio.timeout(10):
+            while not await store.search_observations(ObservationQuery(patient_id="ada")):
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        assert acks == []  # the second committed, but the first has not
+        assert pipeline.stats.stored == 1
+        await held.rollback()
+        async with asyncio.timeout(10):
+            while len(acks) < 2:
+                await asyncio.sleep(0.02)
+        assert acks == ["first", "second"]
+        assert pipeline.stats.quarantined == 1
+        assert pipeline.metrics.registry.get_sample_value("pulsebridge_unacknowledged_in_flight") == 0
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    finally:
+        await blocker.close()
+        await store.close()
