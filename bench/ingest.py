@@ -211,6 +211,8 @@ async def through_gateway(bench: Bench, per_message: int, readings: int, process
             for process in spy:
                 process.send_signal(signal.SIGINT)  # py-spy writes its output when interrupted
                 await asyncio.to_thread(process.wait, 30)
+                if not profile.exists():
+                    raise RuntimeError(f"py-spy wrote no profile: {process.stderr.read() if process.stderr else ''}")
         cores = cpu.stop({"publishers": publishers_cpu(reports)})
         if spy:
             emit({"profile": f"gateway, {per_message} reading(s) per message", **profile_summary(profile)})
@@ -332,6 +334,8 @@ def _summary(single: dict[str, object], bare: dict[str, object], per_message: in
 
 async def run(args: argparse.Namespace) -> None:
     emit({"machine": machine()})
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     url = await ensure_database(args.database)
     devices = [*all_devices(args.publishers, 20), PROBE]
     try:
