@@ -68,6 +68,16 @@ def _ingest(lines: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _load(loaded: dict[str, object] | None) -> list[str]:
+    if loaded is None:
+        return ["The database was loaded by an earlier run.", ""]
+    sentence = (
+        f"Loaded in this run: {loaded['seconds']} s ({loaded['rows_s']} s generating the rows in the server, "
+        f"{loaded['index_s']} s building {loaded['indexes_rebuilt']} indexes, {loaded['vacuum_s']} s VACUUM ANALYZE)."
+    )
+    return [sentence, ""]
+
+
 def main() -> None:
     lines = [orjson.loads(text) for text in Path(sys.argv[1]).read_text().splitlines() if text.startswith("{")]
     machine = next((line["machine"] for line in lines if isinstance(line.get("machine"), dict)), {})
@@ -79,6 +89,8 @@ def main() -> None:
     mapping = [line for line in lines if line.get("bench") == "mapping" and "path" in line]
     queries = [line for line in lines if line.get("bench") == "queries" and "query" in line]
     rows = next((line["observations"] for line in lines if line.get("bench") == "queries" and "load" in line), None)
+    loaded = next((line for line in lines if line.get("bench") == "queries" and line.get("load") == "generated"), None)
+    whole = next((line["seconds"] for line in lines if line.get("bench") == "make bench"), None)
     out = [
         "# Benchmark results",
         "",
@@ -86,6 +98,7 @@ def main() -> None:
         "",
         described,
         "",
+        *([f"The whole `make bench` took {whole // 60} min {whole % 60} s.", ""] if whole is not None else []),
         "## Ingest: devices → Mosquitto (QoS 1) → gateway → TimescaleDB",
         "",
         *_ingest([line for line in lines if line.get("bench") == "ingest"]),
@@ -98,6 +111,7 @@ def main() -> None:
         "",
         f"## Query latency on {rows:,} rows" if rows else "## Query latency",
         "",
+        *_load(loaded),
         "| query | phase | p50 ms | p95 ms | max ms | p95 < 50 ms",
         "|---|---|---|---|---|---",
         *[
