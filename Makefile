@@ -49,7 +49,7 @@ bench: venv
 	date +%s > $(BENCH_LOG).started
 	set -o pipefail; $(BIN)/python bench/mapping.py | tee $(BENCH_LOG)
 	set -o pipefail; $(BIN)/python bench/queries.py | tee -a $(BENCH_LOG)
-	set -o pipefail; $(BIN)/python -m bench.ingest | tee -a $(BENCH_LOG)
+	set -o pipefail; $(BIN)/python -m bench.ingest --profile .bench-profile | tee -a $(BENCH_LOG)
 	echo "{\"bench\":\"make bench\",\"seconds\":$$(( $$(date +%s) - $$(cat $(BENCH_LOG).started) ))}" | tee -a $(BENCH_LOG)
 	$(BIN)/python bench/report.py $(BENCH_LOG) > bench/RESULTS.md
 
@@ -62,4 +62,4 @@ serve: venv
 	$(BIN)/pulsebridge serve
 
 clean:
-	rm -rf $(VENV) .bench-results.jsonl .bench-results.jsonl.started .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .bench-results.jsonl .bench-results.jsonl.started .bench-profile .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -200,9 +200,23 @@ def stopped_on_exit(processes: list[subprocess.Popen[str]]) -> Iterator[None]:
                 process.wait(timeout=10)
 
 
-def profiler(pid: int, output: Path) -> subprocess.Popen[str]:
+# A sample counts for the first stage whose frames are on its stack, in this order (an alert rule
+# runs inside the event bus's delivery, a decoder inside the pipeline's preparation).
+PROFILE_STAGES = (
+    ("alert rules", ("gateway/alerts/",)),
+    ("observation events", ("gateway/events.py",)),
+    ("decode", ("IngestPipeline._decode", "device_adapters/mqtt/native.py", "device_adapters/mqtt/senml.py")),
+    ("map to FHIR", ("fhir_mapper/",)),
+    ("database writes (asyncpg encoding, transactions)", ("asyncpg/", "gateway/storage/")),
+    ("MQTT receive and acks", ("paho/", "aiomqtt/", "device_adapters/mqtt/")),
+    ("batching and queues", ("gateway/pipeline.py", "asyncio/queues.py")),
+    ("HTTP (metrics scrapes)", ("starlette/", "fastapi/", "prometheus_client/", "uvicorn/protocols/")),
+)
+
+
+def profiler(pid: int, output: Path, rate: int = 200) -> subprocess.Popen[str]:
     """py-spy sampling the gateway in raw (collapsed stacks) form, without pausing it."""
-    command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate),
                "--nonblocking", "--output", str(output)]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -211,12 +225,15 @@ def profile_summary(collapsed: Path, top: int = 15) -> dict[str, object]:
     """Where the gateway's samples went: the functions most often on top of the stack, and most often anywhere on it."""
     own: dict[str, int] = {}
     anywhere: dict[str, int] = {}
+    stages: dict[str, int] = {}
     total = 0
-    for line in collapsed.read_text().splitlines():
+    for line in collapsed.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         frames = [re.sub(r" \((?:.*/)?([^/]+)\)$", r" (\1)", frame) for frame in stack.split(";")]
         samples = int(count)
         total += samples
+        stage = next((name for name, marks in PROFILE_STAGES if any(mark in stack for mark in marks)), "event loop and the rest")
+        stages[stage] = stages.get(stage, 0) + samples
         own[frames[-1]] = own.get(frames[-1], 0) + samples
         for frame in set(frames):
             anywhere[frame] = anywhere.get(frame, 0) + samples
@@ -224,4 +241,4 @@ def profile_summary(collapsed: Path, top: int = 15) -> dict[str, object]:
     def share(table: dict[str, int]) -> dict[str, float]:
         return {frame: round(count / total, 3) for frame, count in sorted(table.items(), key=lambda item: -item[1])[:top]}
 
-    return {"samples": total, "self": share(own), "inclusive": share(anywhere)}
+    return {"samples": total, "stages": share(stages), "self": share(own), "inclusive": share(anywhere)}

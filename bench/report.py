@@ -68,6 +68,21 @@ def _ingest(lines: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _profiles(lines: list[dict[str, Any]]) -> list[str]:
+    """Where the gateway's CPU went in each profiled run, by pipeline stage (py-spy samples)."""
+    profiles = [line for line in lines if "profile" in line]
+    if not profiles:
+        return []
+    out = ["## Where the gateway's time goes (py-spy, by stage)", ""]
+    for line in profiles:
+        if "unavailable" in line:
+            out.append(f"- {line['profile']}: no profile ({line['unavailable']})")
+            continue
+        stages = ", ".join(f"{stage} {share:.0%}" for stage, share in line["stages"].items())
+        out.append(f"- {line['profile']} ({line['samples']:,} samples): {stages}")
+    return [*out, ""]
+
+
 def _load(loaded: dict[str, object] | None) -> list[str]:
     if loaded is None:
         return ["The database was loaded by an earlier run.", ""]
@@ -103,6 +118,7 @@ def main() -> None:
         "",
         *_ingest([line for line in lines if line.get("bench") == "ingest"]),
         "",
+        *_profiles([line for line in lines if line.get("bench") == "ingest"]),
         "## Mapping throughput (one core)",
         "",
         "| path | observations/s |",

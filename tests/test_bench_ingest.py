@@ -21,7 +21,8 @@ ROOT = Path(__file__).parent.parent
 def test_ingest_bench_smoke(tmp_path: Path) -> None:
     arguments = ["--readings", "3000", "--pack-readings", "20000", "--copy-rows", "5000", "--backlog", "3000",
                  "--latency-seconds", "3", "--warm-up", "0.5", "--publishers", "2", "--timeout", "120",
-                 "--database", f"pulsebridge_bench_ingest_smoke_{os.getpid()}"]  # fmt: skip
+                 "--database", f"pulsebridge_bench_ingest_smoke_{os.getpid()}", "--profile", str(tmp_path / "profile"),
+                 "--profile-rate", "200"]  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "bench.ingest", *arguments], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
     )
@@ -49,6 +50,14 @@ def test_ingest_bench_smoke(tmp_path: Path) -> None:
         "1 reading(s) per message, gateway x 1", "100 reading(s) per message, gateway x 1",
     }  # fmt: skip
     assert any("dropped" in line for line in lines)
+    profiles = {line["profile"]: line for line in lines if "profile" in line}
+    assert set(profiles) == {
+        "gateway x 1, 1 reading(s) per message", "gateway x 1, 100 reading(s) per message",
+        "gateway x 2 (the first of them), 1 reading(s) per message",
+    }  # fmt: skip
+    for profile in profiles.values():
+        assert profile["samples"] > 0, profile
+        assert sum(profile["stages"].values()) == pytest.approx(1, abs=0.01)  # every sample in exactly one stage
     (tmp_path / "results.jsonl").write_text(result.stdout)
     report = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "report.py"), str(tmp_path / "results.jsonl")],
@@ -56,3 +65,4 @@ def test_ingest_bench_smoke(tmp_path: Path) -> None:
     )  # fmt: skip
     assert report.returncode == 0, report.stderr
     assert "| gateway x 1, 1 reading(s)/message |" in report.stdout
+    assert "## Where the gateway's time goes (py-spy, by stage)" in report.stdout
