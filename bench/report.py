@@ -88,7 +88,7 @@ def _load(loaded: dict[str, object] | None) -> list[str]:
         return ["The database was loaded by an earlier run.", ""]
     sentence = (
         f"Loaded in this run: {loaded['seconds']} s ({loaded['rows_s']} s generating the rows in the server, "
-        f"{loaded['index_s']} s building {loaded['indexes_rebuilt']} indexes, {loaded['vacuum_s']} s VACUUM ANALYZE)."
+        f"{loaded['vacuum_s']} s VACUUM ANALYZE, {loaded['index_s']} s building {loaded['indexes_rebuilt']} indexes)."
     )
     return [sentence, ""]
 
