@@ -63,6 +63,11 @@ from gateway.storage.outbox import OutboxEntry
 
 logger = logging.getLogger(__name__)
 
+# Decoding and mapping a batch of packs is CPU work of a second or more; the event loop gets a
+# turn every this many readings, so the transactions in flight are fed meanwhile and the
+# database is not left waiting for the gateway.
+_READINGS_BETWEEN_YIELDS = 1_000
+
 
 def plausibility_for(settings: GatewaySettings) -> PlausibilityPolicy:
     """The plausible ranges in force: the catalogue's, with the settings' overrides."""
@@ -388,9 +393,13 @@ class IngestPipeline:
             raise DecodeError(ReasonCode.MALFORMED_FRAME, f"no decoder for frames from {frame.source!r}")
         return decoder
 
-    def _decode(self, batch: Sequence[Delivery], prepared: PreparedBatch) -> list[DecodedFrame]:
+    async def _decode(self, batch: Sequence[Delivery], prepared: PreparedBatch) -> list[DecodedFrame]:
         frames: list[DecodedFrame] = []
+        since_yield = 0
         for position, delivery in enumerate(batch):
+            if since_yield >= _READINGS_BETWEEN_YIELDS:
+                await asyncio.sleep(0)
+                since_yield = 0
             device_id: str | None = None
             try:
                 decoder = self._decoder(delivery.frame)
@@ -405,6 +414,7 @@ class IngestPipeline:
                 prepared.atomic.add(position)
             if decoded.readings:
                 frames.append(DecodedFrame(delivery.frame, device_id, decoded, position))
+            since_yield += len(decoded.readings) + 1
         return frames
 
     async def _store_batch(
@@ -450,7 +460,7 @@ class IngestPipeline:
 
     async def _prepare(self, batch: Sequence[Delivery], *, reporting: bool = False) -> PreparedBatch:
         prepared = PreparedBatch(reporting=reporting)
-        frames = await self._paired_with_hubs(self._decode(batch, prepared), prepared)
+        frames = await self._paired_with_hubs(await self._decode(batch, prepared), prepared)
         registrations = await self._store.registrations({item.device_id for item in frames})
         inputs: list[MappingInput] = []
         origins: list[tuple[DecodedFrame, int]] = []
@@ -482,7 +492,7 @@ class IngestPipeline:
                 inputs.append(MappingInput(reading, attribution, item.frame.received_at, item.frame.source))
                 origins.append((item, reading.index))
 
-        observations, rejected = self._mapper.map_batch(inputs)
+        observations, rejected = await self._map(inputs)
         rejected_positions: set[int] = set()
         for position, rejection in rejected:
             item, index = origins[position]
@@ -493,6 +503,17 @@ class IngestPipeline:
             prepared.accept(item, index, observation)
         prepared.release_held()
         return prepared
+
+    async def _map(self, inputs: Sequence[MappingInput]) -> tuple[list[MappedObservation], list[tuple[int, InputRejectedError]]]:
+        observations: list[MappedObservation] = []
+        rejected: list[tuple[int, InputRejectedError]] = []
+        for start in range(0, len(inputs), _READINGS_BETWEEN_YIELDS):
+            if start:
+                await asyncio.sleep(0)
+            mapped, refused = self._mapper.map_batch(inputs[start : start + _READINGS_BETWEEN_YIELDS])
+            observations += mapped
+            rejected += [(start + position, error) for position, error in refused]
+        return observations, rejected
 
 
 def _reporting(batch: Sequence[Delivery]) -> bool:

@@ -212,3 +212,20 @@ async def test_a_later_batch_that_commits_first_waits_for_the_earlier_one_to_be_
     finally:
         await blocker.close()
         await store.close()
+
+
+async def test_a_batch_larger_than_one_mapping_slice_keeps_each_rejection_on_its_own_reading(store: ObservationStore) -> None:
+    """Decoding and mapping give the event loop turns between slices; positions must survive the slicing."""
+    await store.add_patient("ada", None, None)
+    await store.add_device("watch-1", "watch", None)
+    await store.assign_device("watch-1", "ada", None)
+    pipeline = IngestPipeline(store, IngestSettings(max_readings_per_message=5_000, max_payload_bytes=1_000_000))
+    acks: list[str] = []
+    pack = [_hr(LENT + timedelta(seconds=second), 900 if second in {7, 1_100, 2_999} else 70) for second in range(3_000)]
+    result = await pipeline.store_until_committed([
+        _delivery("watch-1", pack[:1_500], acks, "first"), _delivery("watch-1", pack[1_500:], acks, "second"),
+    ])  # fmt: skip
+    assert (result.inserted, result.quarantined) == (2_997, 3)
+    assert acks == ["first", "second"]
+    rejected = sorted((row.item_index, row.reason) for row in await store.list_quarantine(10))
+    assert rejected == [(7, "implausible_value"), (1_100, "implausible_value"), (1_499, "implausible_value")]
