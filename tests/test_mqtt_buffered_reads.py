@@ -16,10 +16,11 @@ import shutil
 import aiomqtt
 import pytest
 from paho.mqtt.client import Client as PahoClient
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from device_adapters.mqtt.buffered_reads import READ_SIZE, BufferedReadClient, enable_buffered_reads
+from device_adapters.mqtt.buffered_reads import PACKETS_PER_EVENT, READ_SIZE, BufferedReadClient, enable_buffered_reads
 from device_adapters.mqtt.flow import ReadPause
 from device_adapters.mqtt.manual_ack import acknowledge, enable_manual_ack
 from device_adapters.mqtt.publisher import ReadingPublisher
@@ -156,3 +157,46 @@ async def test_a_flood_does_not_hold_the_event_loop(broker_port: int) -> None:
     # Reading the socket on for as long as the broker sends would hold the loop for the whole
     # flood (many seconds); a garbage collection of the received backlog can take about a second.
     assert max(gaps) < 3.0, f"the event loop was held for {max(gaps):.2f} s"
+
+
+async def test_a_backlog_of_large_packs_is_read_many_per_event(broker_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its chunk an event reads on, up to PACKETS_PER_EVENT: packs of 8 KB are not read two per event-loop turn."""
+    count, pack = 500, b"r" * 8_000
+    events = 0
+    read_event = BufferedReadClient.loop_read
+
+    def counting_event(paho: BufferedReadClient, max_packets: int = 1) -> MQTTErrorCode:
+        nonlocal events
+        events += 1
+        return read_event(paho, max_packets)
+
+    def session(identifier: str) -> aiomqtt.Client:
+        client = aiomqtt.Client(
+            "127.0.0.1", broker_port, identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5, clean_start=False,
+            properties=_session_properties(),
+        )  # fmt: skip
+        enable_manual_ack(client)
+        enable_buffered_reads(client)
+        return client
+
+    async with session("buffered-packs") as client:
+        await client.subscribe(TOPIC, qos=1)
+    async with ReadingPublisher("127.0.0.1", broker_port) as publisher:  # queued for the session while it is away
+        await asyncio.gather(*(publisher.publish_raw(TOPIC, pack + b"%d" % number) for number in range(count)))
+    monkeypatch.setattr(BufferedReadClient, "loop_read", counting_event)
+    received = 0
+    async with session("buffered-packs") as client, asyncio.timeout(30):
+        async for message in client.messages:
+            received += 1
+            acknowledge(client, message.mid, message.qos)
+            if received == count:
+                break
+    assert received == count
+    assert events < count / 8, f"{events} read events for {count} packs of {len(pack)} bytes (up to {PACKETS_PER_EVENT} each)"
+
+
+def _session_properties() -> Properties:
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call] # paho ships no annotations here
+    properties.ReceiveMaximum = 1_000
+    properties.SessionExpiryInterval = 300
+    return properties

@@ -6,8 +6,9 @@ per readable event, so a stream of small QoS 1 readings costs an event-loop wake
 four system calls each (measured in ``bench/``: the receive path was half the gateway's CPU).
 This keeps one chunk of up to ``READ_SIZE`` bytes per connection and serves paho's small reads
 from it; ``loop_read`` then goes on until the chunk is used up, because the event loop will not
-call it again for bytes already taken off the socket — and reads the socket only once per call,
-so that a fast broker cannot keep the event loop from the gateway's other work.
+call it again for bytes already taken off the socket — and reads the socket again only while it
+has handled fewer than ``PACKETS_PER_EVENT`` packets, so that a fast broker cannot keep the event
+loop from the gateway's other work, yet large packs are not read one chunk per event.
 
 Like :mod:`device_adapters.mqtt.manual_ack`, this reaches into the paho client under aiomqtt;
 ``tests/test_mqtt_buffered_reads.py`` fails if a future paho changes what it relies on
@@ -21,6 +22,10 @@ from paho.mqtt.client import Client as PahoClient
 from paho.mqtt.enums import MQTTErrorCode
 
 READ_SIZE = 16 * 1024
+# Within one readable event the socket is read again until this many packets were handled: a
+# chunk holds a hundred small readings but only two packs of a hundred, and one chunk per event
+# held packs back at ~13,000 readings/s (the event loop turns ~70 times a second under load).
+PACKETS_PER_EVENT = 64
 
 
 class BufferedReadClient(PahoClient):
@@ -30,6 +35,7 @@ class BufferedReadClient(PahoClient):
     _chunk_at: int
     _chunk_socket: object  # only compared by identity with paho's socket
     _socket_read_allowed: bool
+    _socket_dry: bool
     reads_held: bool
     """Set by :class:`device_adapters.mqtt.flow.ReadPause`: hand paho no more packets until cleared."""
 
@@ -45,8 +51,11 @@ class BufferedReadClient(PahoClient):
             # which the event loop reports readable again after the other tasks ran.
             raise BlockingIOError
         self._socket_read_allowed = False
-        # Raises BlockingIOError when the socket has nothing now, as paho expects.
-        chunk = super()._sock_recv(max(bufsize, READ_SIZE))
+        try:
+            chunk = super()._sock_recv(max(bufsize, READ_SIZE))
+        except BlockingIOError:  # the socket has nothing now; paho expects the error
+            self._socket_dry = True
+            raise
         if len(chunk) <= bufsize:
             self._chunk, self._chunk_at = b"", 0
             return chunk
@@ -59,10 +68,17 @@ class BufferedReadClient(PahoClient):
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         # Every packet of the chunk read now is handled now: the event loop will not call this
-        # again for bytes already taken off the socket.
-        self._socket_read_allowed = True
+        # again for bytes already taken off the socket. Past the chunk, the socket is read again
+        # while fewer than PACKETS_PER_EVENT were handled and it still has bytes.
+        self._socket_read_allowed, self._socket_dry = True, False
+        calls = 1
         rc = super().loop_read(max_packets)
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self.buffered() and not self.reads_held:
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and not self.reads_held:
+            if not self.buffered():
+                if calls >= PACKETS_PER_EVENT or self._socket_dry:
+                    break
+                self._socket_read_allowed = True
+            calls += 1
             rc = super().loop_read(max_packets)
         return rc
 
@@ -75,4 +91,5 @@ def enable_buffered_reads(client: aiomqtt.Client) -> None:
     paho.__class__ = BufferedReadClient
     assert isinstance(paho, BufferedReadClient)  # noqa: S101 - narrows the type for mypy; cannot fail after the line above
     paho._chunk, paho._chunk_at, paho._chunk_socket, paho._socket_read_allowed = b"", 0, None, True  # noqa: SLF001 - the fields this module adds
+    paho._socket_dry = False  # noqa: SLF001 - a field this module adds
     paho.reads_held = False
