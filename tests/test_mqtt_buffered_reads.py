@@ -35,16 +35,32 @@ def _payloads() -> list[bytes]:
     return [hashlib.sha256(b"%d" % number).digest()[:1] * size + b"|%d" % number for number, size in enumerate(sizes)]
 
 
-def _client(port: int, identifier: str) -> aiomqtt.Client:
+def _client(port: int, identifier: str, *, receive_maximum: int = RECEIVE_MAXIMUM, session: bool = False) -> aiomqtt.Client:
+    """A buffered-read client; with ``session`` the broker keeps its subscriptions and messages while it is away."""
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call] # paho ships no annotations here
-    properties.ReceiveMaximum = RECEIVE_MAXIMUM
+    properties.ReceiveMaximum = receive_maximum
+    if session:
+        properties.SessionExpiryInterval = 300
     client = aiomqtt.Client(
-        "127.0.0.1", port, identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5, clean_start=True,
+        "127.0.0.1", port, identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5, clean_start=not session,
         properties=properties,
     )  # fmt: skip
     enable_manual_ack(client)
     enable_buffered_reads(client)
     return client
+
+
+async def _receive_and_ack(client: aiomqtt.Client, count: int) -> int:
+    """Take ``count`` messages (or what came in 30 s), acknowledging each; returns how many came."""
+    received = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(30):
+            async for message in client.messages:
+                received += 1
+                acknowledge(client, message.mid, message.qos)
+                if received == count:
+                    break
+    return received
 
 
 async def test_every_message_arrives_whole_and_in_order(broker_port: int) -> None:
@@ -96,13 +112,7 @@ async def test_a_stream_of_small_messages_is_read_in_chunks(broker_port: int, mo
         await client.subscribe(TOPIC, qos=1)
         async with ReadingPublisher("127.0.0.1", broker_port) as publisher:
             await asyncio.gather(*(publisher.publish_raw(TOPIC, b"%d" % number) for number in range(count)))
-        received = 0
-        async with asyncio.timeout(30):
-            async for message in client.messages:
-                received += 1
-                acknowledge(client, message.mid, message.qos)
-                if received == count:
-                    break
+        received = await _receive_and_ack(client, count)
     assert received == count
     assert calls < count / 5, f"{calls} socket reads for {count} messages"
 
@@ -170,33 +180,12 @@ async def test_a_backlog_of_large_packs_is_read_many_per_event(broker_port: int,
         events += 1
         return read_event(paho, max_packets)
 
-    def session(identifier: str) -> aiomqtt.Client:
-        client = aiomqtt.Client(
-            "127.0.0.1", broker_port, identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5, clean_start=False,
-            properties=_session_properties(),
-        )  # fmt: skip
-        enable_manual_ack(client)
-        enable_buffered_reads(client)
-        return client
-
-    async with session("buffered-packs") as client:
+    async with _client(broker_port, "buffered-packs", receive_maximum=1_000, session=True) as client:
         await client.subscribe(TOPIC, qos=1)
     async with ReadingPublisher("127.0.0.1", broker_port) as publisher:  # queued for the session while it is away
         await asyncio.gather(*(publisher.publish_raw(TOPIC, pack + b"%d" % number) for number in range(count)))
     monkeypatch.setattr(BufferedReadClient, "loop_read", counting_event)
-    received = 0
-    async with session("buffered-packs") as client, asyncio.timeout(30):
-        async for message in client.messages:
-            received += 1
-            acknowledge(client, message.mid, message.qos)
-            if received == count:
-                break
+    async with _client(broker_port, "buffered-packs", receive_maximum=1_000, session=True) as client:
+        received = await _receive_and_ack(client, count)
     assert received == count
     assert events < count / 8, f"{events} read events for {count} packs of {len(pack)} bytes (up to {PACKETS_PER_EVENT} each)"
-
-
-def _session_properties() -> Properties:
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call] # paho ships no annotations here
-    properties.ReceiveMaximum = 1_000
-    properties.SessionExpiryInterval = 300
-    return properties
