@@ -62,6 +62,12 @@ class BufferedReadClient(PahoClient):
         self._chunk, self._chunk_at, self._chunk_socket = chunk, bufsize, self._sock
         return chunk[:bufsize]
 
+    def start_chunking(self) -> None:
+        """The fields this class adds to a paho client it was swapped onto (no __init__ runs then)."""
+        self._chunk, self._chunk_at, self._chunk_socket = b"", 0, None
+        self._socket_read_allowed, self._socket_dry = True, False
+        self.reads_held = False
+
     def buffered(self) -> int:
         """Bytes taken off the socket and not yet handed to paho."""
         return len(self._chunk) - self._chunk_at if self._chunk_socket is self._sock else 0
@@ -90,6 +96,4 @@ def enable_buffered_reads(client: aiomqtt.Client) -> None:
         raise TypeError(f"aiomqtt's paho client is {type(paho).__name__}: device_adapters/mqtt/buffered_reads.py needs updating")
     paho.__class__ = BufferedReadClient
     assert isinstance(paho, BufferedReadClient)  # noqa: S101 - narrows the type for mypy; cannot fail after the line above
-    paho._chunk, paho._chunk_at, paho._chunk_socket, paho._socket_read_allowed = b"", 0, None, True  # noqa: SLF001 - the fields this module adds
-    paho._socket_dry = False  # noqa: SLF001 - a field this module adds
-    paho.reads_held = False
+    paho.start_chunking()
